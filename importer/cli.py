@@ -1,0 +1,113 @@
+"""The command line: argv → Settings → logging → one call into the pipeline → exit code.
+
+No logic lives here. Every `ImporterError` becomes one line on stderr and its exit code;
+anything else is a bug and is logged with its traceback (exit 2 would hide it, so it is 70).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from importer import __version__
+from importer.errors import EXIT_USAGE, ImporterError
+from importer.log import configure_logging
+
+EXIT_BUG = 70
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="CSV/TSV/TXT/XLSX/XLSM/XLS/ODS file or folder")
+    p.add_argument("-c", "--config", metavar="FILE", help="config.yaml (default: ./config.yaml if present)")
+    p.add_argument("--report-dir", metavar="DIR", help="where to write the report (default reports/<run-id>/)")
+    p.add_argument("--sheet", action="append", metavar="NAME", help="read only this sheet (repeatable)")
+    _logging_flags(p)
+
+
+def _logging_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=["json", "console"], help="default: console on a TTY, else json")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="importer",
+        description="Load customer payment sources into Commerce Layer from CSV and Excel files.",
+    )
+    parser.add_argument("--version", action="version", version=f"importer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check input files offline and write the report")
+    _common(v)
+
+    r = sub.add_parser("run", help="create the pairings over the API")
+    _common(r)
+    r.add_argument("--dry-run", action="store_true", help="validate and look up, create nothing")
+    r.add_argument("--env", choices=["test", "live"], help="rate-limit preset (overrides rate_limit.preset)")
+    r.add_argument("--max-rows", type=int, metavar="N", help="canary: import only the first N valid rows")
+    r.add_argument("--fail-fast", action="store_true", help="stop at the first failed row")
+
+    d = sub.add_parser("demo", help="start the sandbox in-process and import samples/ into it")
+    d.add_argument("inputs", nargs="*", metavar="INPUT", help="default: samples/")
+    d.add_argument("--report-dir", metavar="DIR")
+    _logging_flags(d)
+
+    s = sub.add_parser("sandbox", help="run the local Commerce Layer sandbox API")
+    from importer.sandbox.cli import add_arguments
+
+    add_arguments(s)
+
+    rep = sub.add_parser("report", help="rebuild a run's report from the journal")
+    rep.add_argument("--journal", metavar="PATH", help="journal file (default: journal.path from the config)")
+    rep.add_argument("--run-id", metavar="ID", help="default: the newest run in the journal")
+    rep.add_argument("-c", "--config", metavar="FILE")
+    rep.add_argument("--report-dir", metavar="DIR", help="default reports/<run-id>/")
+    _logging_flags(rep)
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    if getattr(args, "config", None):
+        return str(args.config)
+    return "config.yaml" if Path("config.yaml").is_file() else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage and the problem
+        return int(exc.code or 0) if exc.code in (0, None) else EXIT_USAGE
+    if args.command == "sandbox":
+        from importer.sandbox.cli import run as run_sandbox
+
+        return run_sandbox(args)
+    level = 20 - 10 * min(args.verbose, 1) + 10 * min(args.quiet, 2)
+    configure_logging(fmt=args.log_format, level=level)
+    log = structlog.get_logger("importer")
+    try:
+        from importer import commands
+
+        handler: Any = getattr(commands, f"cmd_{args.command}")
+        return int(handler(args, _config_path(args)))
+    except ImporterError as exc:
+        log.error("run.error", error=str(exc), exit_code=exc.exit_code)
+        print(f"importer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("importer: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a bug: keep the traceback for the log, say so plainly
+        log.exception("run.crash")
+        print("importer: internal error (a bug); the log above has the details", file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

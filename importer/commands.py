@@ -1,0 +1,77 @@
+"""One function per subcommand: build Settings and RunOptions from argv, call the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from importer.config import Settings, load_settings
+from importer.pipeline import RunOptions, execute
+from importer.report import print_summary
+from importer.runid import new_run_id
+
+log = structlog.get_logger("importer")
+
+
+def _settings(args: argparse.Namespace, config_path: str | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "env", None):
+        overrides["rate_limit.preset"] = args.env
+    settings, warnings = load_settings(config_path, overrides=overrides)
+    for w in warnings:
+        log.warning("config.warning", warning=w)
+    return settings
+
+
+def _options(args: argparse.Namespace, command: str) -> RunOptions:
+    run_id = new_run_id()
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    return RunOptions(
+        command=command,
+        inputs=tuple(args.inputs),
+        run_id=run_id,
+        report_dir=Path(args.report_dir) if args.report_dir else None,
+        sheets=tuple(args.sheet) if getattr(args, "sheet", None) else None,
+        dry_run=bool(getattr(args, "dry_run", False)),
+        max_rows=getattr(args, "max_rows", None),
+        fail_fast=bool(getattr(args, "fail_fast", False)),
+        progress=sys.stderr.isatty() and not getattr(args, "quiet", 0),
+    )
+
+
+def _finish(outcome: Any) -> int:
+    print_summary(outcome.summary, outcome.report_dir)
+    if outcome.message:
+        print(f"importer: {outcome.message}", file=sys.stderr)
+    return int(outcome.exit_code)
+
+
+def cmd_validate(args: argparse.Namespace, config_path: str | None) -> int:
+    settings = _settings(args, config_path)
+    return _finish(execute(settings, _options(args, "validate")))
+
+
+def cmd_run(args: argparse.Namespace, config_path: str | None) -> int:
+    settings = _settings(args, config_path)
+    if args.max_rows is not None and args.max_rows < 0:
+        from importer.errors import UsageError
+
+        raise UsageError("--max-rows must be 0 or more")
+    return _finish(execute(settings, _options(args, "run")))
+
+
+def cmd_demo(args: argparse.Namespace, config_path: str | None) -> int:
+    from importer.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_report(args: argparse.Namespace, config_path: str | None) -> int:
+    from importer.rebuild import rebuild_report
+
+    settings = _settings(args, config_path)
+    return rebuild_report(settings, journal_path=args.journal, run_id=args.run_id, report_dir=args.report_dir)

@@ -1,0 +1,244 @@
+"""config.yaml + environment + CLI flags → one frozen, validated `Settings`.
+
+Precedence: CLI flags > `CL_*` environment variables > config file > defaults. `${VAR}` in any
+string value is taken from the environment. Every problem is reported as one `ConfigError` that
+names the key and the fix, so a nightly job fails at start, not mid-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from importer.errors import ConfigError
+
+# Documented Commerce Layer limits for writes and uncacheable reads (shared/commercelayer-api.md §2).
+PRESETS: dict[str, dict[str, int]] = {
+    "test": {"burst": 25, "average": 100},
+    "live": {"burst": 50, "average": 200},
+}
+ENV_OVERRIDES = {
+    "CL_BASE_URL": "base_url",
+    "CL_AUTH_URL": "auth_url",
+    "CL_CLIENT_ID": "client_id",
+    "CL_CLIENT_SECRET": "client_secret",
+    "CL_SCOPE": "scope",
+}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CommerceLayer(_Strict):
+    base_url: str | None = None
+    auth_url: str = "https://auth.commercelayer.io/oauth/token"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scope: str | None = None
+
+    @field_validator("base_url", "auth_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not a URL; write it as https://yourdomain.commercelayer.io")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError(
+                f"{value!r} uses http:// to a non-loopback host; use https:// "
+                "(plain http is only allowed for 127.0.0.1/localhost, e.g. the sandbox)"
+            )
+        return value
+
+
+class RateLimit(_Strict):
+    preset: Literal["test", "live"] = "test"
+    burst: int | None = Field(default=None, gt=0)
+    burst_window_s: float = Field(default=10.0, gt=0)
+    average: int | None = Field(default=None, gt=0)
+    average_window_s: float = Field(default=60.0, gt=0)
+
+    @property
+    def burst_limit(self) -> int:
+        return self.burst if self.burst is not None else PRESETS[self.preset]["burst"]
+
+    @property
+    def average_limit(self) -> int:
+        return self.average if self.average is not None else PRESETS[self.preset]["average"]
+
+
+class Retry(_Strict):
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    base_delay_s: float = Field(default=0.5, gt=0)
+    max_delay_s: float = Field(default=30.0, gt=0)
+
+
+class Timeouts(_Strict):
+    connect_s: float = Field(default=10.0, gt=0)
+    request_s: float = Field(default=30.0, gt=0)
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    token_margin_s: float = Field(default=60.0, ge=0)
+
+
+class Lookups(_Strict):
+    email_batch: int = Field(default=25, ge=1, le=25)
+    wallet_batch: int = Field(default=100, ge=1, le=200)
+
+
+class Defaults(_Strict):
+    reference_origin: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Report(_Strict):
+    formats: list[Literal["csv", "xlsx"]] = Field(default_factory=lambda: ["csv"], min_length=1)
+
+
+class Journal(_Strict):
+    path: str = ".importer/journal.sqlite"
+
+
+class Settings(_Strict):
+    commercelayer: CommerceLayer = Field(default_factory=CommerceLayer)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    retry: Retry = Field(default_factory=Retry)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    lookups: Lookups = Field(default_factory=Lookups)
+    columns: dict[str, str | list[str]] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    report: Report = Field(default_factory=Report)
+    journal: Journal = Field(default_factory=Journal)
+    max_invalid_ratio: float = Field(default=0.5, ge=0, le=1)
+    progress_interval_s: float = Field(default=30.0, gt=0)
+
+    def column_aliases(self) -> dict[str, list[str]]:
+        return {k: [v] if isinstance(v, str) else list(v) for k, v in self.columns.items()}
+
+    def fingerprint(self) -> str:
+        """A digest of the effective config with secrets left out, for summary.json."""
+        data = self.model_dump(mode="json", exclude={"commercelayer": {"client_secret"}})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as it may be shown: the secret is reduced to whether it is set."""
+        data = self.model_dump(mode="json", exclude={"commercelayer": {"client_secret"}})
+        data["commercelayer"]["client_secret"] = "***" if self.commercelayer.client_secret else None
+        return data
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _expand(value: Any, where: str, env: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}" if where else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}[{i}]", env) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    whole = _VAR.fullmatch(value)
+    if whole:
+        # An unset variable for a whole value means "not configured": `validate` needs no
+        # credentials, and `run` reports the missing one by name.
+        return env.get(whole.group(1)) or None
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in env:
+            raise ConfigError(f"config key {where}: environment variable {name} is not set; export it or edit the value")
+        return env[name]
+
+    return _VAR.sub(sub, value)
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"config key {key}: unknown key; remove it or check its spelling against README.md (Configuration)"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"config key {key}: {msg}; fix it in the config file or the matching CL_* variable"
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[Settings, list[str]]:
+    """Load and validate settings. Returns them with a list of warnings for the log.
+
+    `overrides` are CLI flags as dotted keys (`rate_limit.preset`, `report.formats`).
+    """
+    env = os.environ if env is None else env
+    warnings: list[str] = []
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found; pass -c with the path to config.yaml") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read ({exc.__class__.__name__}); check it is UTF-8 text") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {path} is not valid YAML{at}; fix its syntax") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must be a mapping of keys (commercelayer:, rate_limit:, …)")
+        raw_secret = (loaded.get("commercelayer") or {}).get("client_secret")
+        if isinstance(raw_secret, str) and raw_secret and not _VAR.search(raw_secret):
+            mode = p.stat().st_mode
+            if mode & (stat.S_IRGRP | stat.S_IROTH):
+                warnings.append(
+                    f"{path} holds a literal client_secret and is readable by other users; "
+                    "use client_secret: ${CL_CLIENT_SECRET} or chmod 600 the file"
+                )
+        data = _expand(loaded, "", env)
+    cl = dict(data.get("commercelayer") or {})
+    for var, key in ENV_OVERRIDES.items():
+        if env.get(var):
+            cl[key] = env[var]
+    data["commercelayer"] = cl
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    return settings, warnings

@@ -1,0 +1,83 @@
+"""Pass one of every command: read, validate and de-duplicate all rows into the journal.
+
+Nothing is sent until every row has been read and checked, so a wrong file (too many invalid
+rows) stops before the first request and never half-imports. Rows go to the journal in
+batches, which keeps memory flat however long the file is and gives the report its input order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from importer.journal import Journal
+from importer.models import RowStatus, SourceRow
+from importer.validator import Defaults, validate_row
+
+
+@dataclass(slots=True)
+class IntakeCounts:
+    rows_total: int = 0
+    valid: int = 0
+    invalid: int = 0
+    duplicate_in_file: int = 0
+
+    @property
+    def invalid_ratio(self) -> float:
+        return self.invalid / self.rows_total if self.rows_total else 0.0
+
+
+def _where(source_file: str, sheet: str, row_number: int) -> str:
+    return f"{source_file}{f' [{sheet}]' if sheet else ''} row {row_number}"
+
+
+def intake(
+    rows: Iterable[SourceRow],
+    journal: Journal,
+    run_id: str,
+    defaults: Defaults,
+    *,
+    batch_size: int = 2000,
+) -> IntakeCounts:
+    counts = IntakeCounts()
+    batch: list[tuple[object, ...]] = []
+    # First occurrence of each key within the batch not yet written; earlier batches are
+    # found through the journal's index.
+    pending_keys: dict[str, str] = {}
+
+    def flush() -> None:
+        journal.add_rows(run_id, batch)
+        batch.clear()
+        pending_keys.clear()
+
+    for row in rows:
+        seq = counts.rows_total
+        counts.rows_total += 1
+        raw_json = json.dumps(row.raw, ensure_ascii=False)
+        checked = validate_row(row, defaults)
+        if isinstance(checked, list):
+            counts.invalid += 1
+            batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, None, None,
+                          RowStatus.INVALID.value, "INVALID_ROW", "; ".join(checked)))
+        else:
+            key = checked.key()
+            first = pending_keys.get(key)
+            if first is None:
+                hit = journal.first_with_key(run_id, key)
+                first = _where(*hit) if hit else None
+            if first is not None:
+                counts.duplicate_in_file += 1
+                batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key,
+                              checked.to_json(), RowStatus.DUPLICATE_IN_FILE.value, "DUPLICATE_IN_FILE",
+                              f"same pairing as {first}"))
+            else:
+                counts.valid += 1
+                pending_keys[key] = _where(row.source_file, row.sheet, row.row_number)
+                batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key,
+                              checked.to_json(), "pending", None, None))
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return counts

@@ -1,0 +1,384 @@
+"""The SQLite journal: every input row of every run, and the state of every pairing.
+
+Two tables carry the whole story of a run, so the report can be rebuilt from the journal at
+any time and a crashed run can be resumed:
+
+    rows      one line per input row of a run (in input order, `seq`): where it came from, its
+              original cells, and its status/outcome.
+    pairings  one line per (target API, pairing key), across runs: pending → sending →
+              created | already_exists | failed. `sending` is committed *before* the POST
+              leaves, so after a kill -9 a row in `sending` is known to have an unknown outcome
+              and is settled by a look-up before anything is re-sent.
+
+WAL mode with synchronous=NORMAL survives a killed process (only a power cut can lose the
+last commits). Writes from the pipeline are single-threaded (one asyncio loop), so one
+connection is enough.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from importer.errors import PreflightError
+from importer.models import Outcome, Pairing, RowStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    target TEXT NOT NULL,
+    inputs_fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,              -- running | finished | aborted | interrupted
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    summary_json TEXT
+);
+CREATE TABLE IF NOT EXISTS rows (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    source_file TEXT NOT NULL,
+    sheet TEXT NOT NULL,
+    row_number INTEGER NOT NULL,
+    raw_json TEXT NOT NULL,
+    pairing_key TEXT,
+    pairing_json TEXT,
+    status TEXT NOT NULL,
+    customer_payment_source_id TEXT,
+    customer_id TEXT,
+    http_status INTEGER,
+    error_code TEXT,
+    error_detail TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS rows_by_key ON rows (run_id, pairing_key);
+CREATE TABLE IF NOT EXISTS pairings (
+    target TEXT NOT NULL,
+    pairing_key TEXT NOT NULL,
+    state TEXT NOT NULL,              -- sending | created | already_exists | failed
+    customer_payment_source_id TEXT,
+    customer_id TEXT,
+    run_id TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (target, pairing_key)
+);
+"""
+
+# Row statuses that are final for a resumed run: the row is not dispatched again.
+FINAL_ROW_STATUSES = frozenset(
+    {RowStatus.CREATED, RowStatus.ALREADY_EXISTS, RowStatus.INVALID, RowStatus.DUPLICATE_IN_FILE}
+)
+_ROW_STATUS_VALUES = frozenset(s.value for s in RowStatus)
+REPORT_COLUMNS = (
+    "source_file",
+    "sheet",
+    "row_number",
+    "status",
+    "customer_payment_source_id",
+    "customer_id",
+    "customer_email",
+    "payment_source_type",
+    "payment_source_id",
+    "payment_source_token",
+    "reference",
+    "http_status",
+    "error_code",
+    "error_detail",
+    "attempts",
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class RowRecord:
+    """One row as the report shows it."""
+
+    seq: int
+    source_file: str
+    sheet: str
+    row_number: int
+    raw: dict[str, str]
+    status: RowStatus
+    pairing: Pairing | None
+    customer_payment_source_id: str | None
+    customer_id: str | None
+    http_status: int | None
+    error_code: str | None
+    error_detail: str | None
+    attempts: int
+
+    def report_line(self) -> dict[str, Any]:
+        p = self.pairing
+        return {
+            "source_file": self.source_file,
+            "sheet": self.sheet,
+            "row_number": self.row_number,
+            "status": self.status.value,
+            "customer_payment_source_id": self.customer_payment_source_id,
+            "customer_id": self.customer_id or (p.customer_id if p else None),
+            "customer_email": p.customer_email if p else None,
+            "payment_source_type": p.payment_source_type if p else None,
+            "payment_source_id": p.payment_source_id if p else None,
+            "payment_source_token": p.payment_source_token if p else None,
+            "reference": p.reference if p else None,
+            "http_status": self.http_status,
+            "error_code": self.error_code,
+            "error_detail": self.error_detail,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PairingState:
+    state: str
+    customer_payment_source_id: str | None
+    customer_id: str | None
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str
+    command: str
+    target: str
+    inputs_fingerprint: str
+    state: str
+    started_at: str
+    finished_at: str | None
+
+
+class Journal:
+    """A thin, typed layer over the SQLite file. Open with `Journal.open(path)`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Journal:
+        p = Path(path)
+        try:
+            if str(p) != ":memory:":
+                p.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise PreflightError(
+                f"journal {path} cannot be opened for writing ({exc}); "
+                "set journal.path in the config to a writable location"
+            ) from None
+        return cls(conn, str(p))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- runs -------------------------------------------------------------------------------
+    def start_run(self, run_id: str, *, command: str, target: str, inputs_fingerprint: str) -> None:
+        self._conn.execute(
+            "INSERT INTO runs (run_id, command, target, inputs_fingerprint, state, started_at)"
+            " VALUES (?, ?, ?, ?, 'running', ?)",
+            (run_id, command, target, inputs_fingerprint, _now()),
+        )
+
+    def reopen_run(self, run_id: str) -> None:
+        self._conn.execute("UPDATE runs SET state='running', finished_at=NULL WHERE run_id=?", (run_id,))
+
+    def finish_run(self, run_id: str, state: str, summary: dict[str, Any] | None = None) -> None:
+        self._conn.execute(
+            "UPDATE runs SET state=?, finished_at=?, summary_json=? WHERE run_id=?",
+            (state, _now(), json.dumps(summary) if summary is not None else None, run_id),
+        )
+
+    def resumable_run(self, *, command: str, target: str, inputs_fingerprint: str) -> RunInfo | None:
+        """The newest run of the same inputs against the same API that did not finish."""
+        row = self._conn.execute(
+            "SELECT run_id, command, target, inputs_fingerprint, state, started_at, finished_at FROM runs"
+            " WHERE command=? AND target=? AND inputs_fingerprint=? ORDER BY started_at DESC LIMIT 1",
+            (command, target, inputs_fingerprint),
+        ).fetchone()
+        if row is None or row[4] == "finished":
+            return None
+        return RunInfo(*row)
+
+    def run_info(self, run_id: str | None = None) -> RunInfo | None:
+        sql = "SELECT run_id, command, target, inputs_fingerprint, state, started_at, finished_at FROM runs"
+        row = (
+            self._conn.execute(sql + " WHERE run_id=?", (run_id,)).fetchone()
+            if run_id
+            else self._conn.execute(sql + " ORDER BY started_at DESC LIMIT 1").fetchone()
+        )
+        return RunInfo(*row) if row else None
+
+    def run_summary(self, run_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT summary_json FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    # -- intake -----------------------------------------------------------------------------
+    def add_rows(self, run_id: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Bulk insert rows: (seq, source_file, sheet, row_number, raw_json, pairing_key,
+        pairing_json, status, error_code, error_detail). One transaction per batch."""
+        with self._tx():
+            self._conn.executemany(
+                "INSERT INTO rows (run_id, seq, source_file, sheet, row_number, raw_json, pairing_key,"
+                " pairing_json, status, error_code, error_detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                ((run_id, *r) for r in rows),
+            )
+
+    def first_with_key(self, run_id: str, pairing_key: str) -> tuple[str, str, int] | None:
+        row = self._conn.execute(
+            "SELECT source_file, sheet, row_number FROM rows WHERE run_id=? AND pairing_key=?"
+            " AND status NOT IN ('invalid', 'duplicate_in_file') ORDER BY seq LIMIT 1",
+            (run_id, pairing_key),
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def count_rows(self, run_id: str) -> dict[str, int]:
+        return dict(
+            self._conn.execute(
+                "SELECT status, COUNT(*) FROM rows WHERE run_id=? GROUP BY status", (run_id,)
+            ).fetchall()
+        )
+
+    def has_rows(self, run_id: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM rows WHERE run_id=? LIMIT 1", (run_id,)).fetchone() is not None
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def open_rows(self, run_id: str, batch: int = 500) -> Iterator[tuple[int, Pairing]]:
+        """Rows still to settle, in input order, read in pages so memory stays flat."""
+        last = -1
+        while True:
+            page = self._conn.execute(
+                "SELECT seq, pairing_json FROM rows WHERE run_id=? AND seq>? AND pairing_json IS NOT NULL"
+                " AND status NOT IN ('created','already_exists','invalid','duplicate_in_file')"
+                " ORDER BY seq LIMIT ?",
+                (run_id, last, batch),
+            ).fetchall()
+            if not page:
+                return
+            for seq, pj in page:
+                yield seq, Pairing.from_json(pj)
+            last = page[-1][0]
+
+    def count_open(self, run_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM rows WHERE run_id=? AND pairing_json IS NOT NULL"
+            " AND status NOT IN ('created','already_exists','invalid','duplicate_in_file')",
+            (run_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def pairing_state(self, target: str, pairing_key: str) -> PairingState | None:
+        row = self._conn.execute(
+            "SELECT state, customer_payment_source_id, customer_id, run_id FROM pairings"
+            " WHERE target=? AND pairing_key=?",
+            (target, pairing_key),
+        ).fetchone()
+        return PairingState(*row) if row else None
+
+    def mark_sending(self, target: str, pairing_key: str, run_id: str, customer_id: str) -> None:
+        """Committed before the POST leaves: after a crash this pairing's outcome is unknown."""
+        self._conn.execute(
+            "INSERT INTO pairings (target, pairing_key, state, customer_id, run_id, updated_at)"
+            " VALUES (?, ?, 'sending', ?, ?, ?) ON CONFLICT (target, pairing_key) DO UPDATE SET"
+            " state='sending', customer_id=excluded.customer_id, run_id=excluded.run_id,"
+            " updated_at=excluded.updated_at",
+            (target, pairing_key, customer_id, run_id, _now()),
+        )
+
+    def mark_pairing(self, target: str, pairing_key: str, run_id: str, outcome: Outcome) -> None:
+        state = outcome.status.value
+        self._conn.execute(
+            "INSERT INTO pairings (target, pairing_key, state, customer_payment_source_id, customer_id,"
+            " run_id, updated_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT (target, pairing_key) DO UPDATE SET"
+            " state=excluded.state, customer_payment_source_id=excluded.customer_payment_source_id,"
+            " customer_id=excluded.customer_id, run_id=excluded.run_id, updated_at=excluded.updated_at",
+            (target, pairing_key, state, outcome.customer_payment_source_id, outcome.customer_id, run_id, _now()),
+        )
+
+    def set_outcome(self, run_id: str, seq: int, outcome: Outcome) -> None:
+        self._conn.execute(
+            "UPDATE rows SET status=?, customer_payment_source_id=?, customer_id=?, http_status=?,"
+            " error_code=?, error_detail=?, attempts=attempts+? WHERE run_id=? AND seq=?",
+            (
+                outcome.status.value,
+                outcome.customer_payment_source_id,
+                outcome.customer_id,
+                outcome.http_status,
+                outcome.error_code,
+                outcome.error_detail,
+                outcome.attempts,
+                run_id,
+                seq,
+            ),
+        )
+
+    def set_many_outcomes(self, run_id: str, items: Iterable[tuple[int, Outcome]]) -> None:
+        with self._tx():
+            for seq, outcome in items:
+                self.set_outcome(run_id, seq, outcome)
+
+    def mark_unsettled(self, run_id: str, status: RowStatus, detail: str) -> int:
+        """Give every row that has no final outcome yet the status `status` (e.g. not_attempted)."""
+        cur = self._conn.execute(
+            "UPDATE rows SET status=?, error_detail=COALESCE(error_detail, ?) WHERE run_id=?"
+            " AND status IN ('pending', 'sending')",
+            (status.value, detail, run_id),
+        )
+        return cur.rowcount
+
+    # -- report -----------------------------------------------------------------------------
+    def iter_rows(self, run_id: str, batch: int = 2000) -> Iterator[RowRecord]:
+        last = -1
+        while True:
+            page = self._conn.execute(
+                "SELECT seq, source_file, sheet, row_number, raw_json, status, pairing_json,"
+                " customer_payment_source_id, customer_id, http_status, error_code, error_detail, attempts"
+                " FROM rows WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
+                (run_id, last, batch),
+            ).fetchall()
+            if not page:
+                return
+            for r in page:
+                yield RowRecord(
+                    seq=r[0],
+                    source_file=r[1],
+                    sheet=r[2],
+                    row_number=r[3],
+                    raw=json.loads(r[4]),
+                    # A row still pending/sending (a report rebuilt mid-run) was not settled.
+                    status=RowStatus(r[5]) if r[5] in _ROW_STATUS_VALUES else RowStatus.NOT_ATTEMPTED,
+                    pairing=Pairing.from_json(r[6]) if r[6] else None,
+                    customer_payment_source_id=r[7],
+                    customer_id=r[8],
+                    http_status=r[9],
+                    error_code=r[10],
+                    error_detail=r[11],
+                    attempts=r[12],
+                )
+            last = page[-1][0]
+
+    # -- helpers ----------------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> None:
+            self.conn.execute("BEGIN")
+
+        def __exit__(self, exc_type: object, *_: object) -> None:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _tx(self) -> Journal._Tx:
+        return Journal._Tx(self._conn)

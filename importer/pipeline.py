@@ -1,0 +1,291 @@
+"""The only wiring: settings + inputs → intake → (dispatch) → report → exit code.
+
+`validate` and `run` share everything but the dispatch step, so they report alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from importer import __version__
+from importer.config import Settings
+from importer.errors import (
+    EXIT_ABORTED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROWS_FAILED,
+    EXIT_USAGE,
+    ConfigError,
+    PreflightError,
+    RunAborted,
+)
+from importer.intake import intake
+from importer.journal import Journal
+from importer.loader import Loader
+from importer.models import SUCCESS_STATUSES, RowStatus
+from importer.report import write_reports
+from importer.validator import Defaults
+
+log = structlog.get_logger("importer")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What the command line asked for, besides the settings."""
+
+    command: str  # "validate" | "run"
+    inputs: tuple[str, ...]
+    run_id: str
+    report_dir: Path | None = None
+    sheets: tuple[str, ...] | None = None
+    dry_run: bool = False
+    max_rows: int | None = None
+    fail_fast: bool = False
+    progress: bool = False  # a rich progress bar (TTY only)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    exit_code: int
+    summary: dict[str, Any]
+    report_dir: Path
+    message: str | None = None
+
+
+def default_report_dir(run_id: str) -> Path:
+    return Path("reports") / run_id
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Fail before the first request if the report cannot be written (exit 2)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise PreflightError(
+            f"report dir {path} is not writable ({exc.strerror or exc}); pass --report-dir with a writable folder"
+        ) from None
+
+
+def inputs_fingerprint(loader: Loader) -> str:
+    """Identifies "the same input" for resume: the files' names and contents."""
+    h = hashlib.sha256()
+    for path in loader.files():
+        h.update(path.encode())
+        h.update(_sha256_file(path).encode())
+    return h.hexdigest()[:24]
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _scratch_journal() -> Iterator[Journal]:
+    """`validate` keeps its rows in a throw-away journal: same code path, nothing left behind."""
+    with tempfile.TemporaryDirectory(prefix="importer-validate-") as tmp:
+        journal = Journal.open(os.path.join(tmp, "rows.sqlite"))
+        try:
+            yield journal
+        finally:
+            journal.close()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def exit_code_for(counts: dict[str, int]) -> int:
+    failed = sum(n for status, n in counts.items() if status not in SUCCESS_STATUSES and n)
+    return EXIT_ROWS_FAILED if failed else EXIT_OK
+
+
+def _base_summary(
+    settings: Settings, opts: RunOptions, loader: Loader, counts: dict[str, int], started: float, started_at: str
+) -> dict[str, Any]:
+    return {
+        "run_id": opts.run_id,
+        "command": opts.command,
+        "importer_version": __version__,
+        "started_at": started_at,
+        "finished_at": _now_iso(),
+        "duration_s": round(time.monotonic() - started, 3),
+        "rows_total": sum(counts.values()),
+        "rows_skipped_blank": loader.rows_skipped_blank,
+        "counts": {s.value: counts.get(s.value, 0) for s in RowStatus},
+        "files": [
+            {"path": f.path, "sha256": f.sha256, "format": str(f.format), "sheets": list(f.sheets),
+             "sheets_skipped": list(f.sheets_skipped), "rows": f.rows, "blank_rows": f.blank_rows}
+            for f in loader.file_infos
+        ],
+        "config_fingerprint": settings.fingerprint(),
+        "rate_limit_preset": settings.rate_limit.preset,
+    }
+
+
+def execute(settings: Settings, opts: RunOptions) -> Outcome:
+    """Run a whole command synchronously. Raises ImporterError for exit-2 problems found early."""
+    started = time.monotonic()
+    started_at = _now_iso()
+    report_dir = opts.report_dir or default_report_dir(opts.run_id)
+    ensure_writable_dir(report_dir)
+    loader = Loader(opts.inputs, sheets=opts.sheets, aliases=settings.column_aliases())
+    defaults = Defaults(
+        reference_origin=settings.defaults.reference_origin, metadata=dict(settings.defaults.metadata)
+    )
+    log.info("run.start", command=opts.command, inputs=list(opts.inputs), report_dir=str(report_dir),
+             dry_run=opts.dry_run, config=settings.public_dict())
+
+    if opts.command == "validate" or opts.dry_run:
+        # validate and dry runs keep their rows in a throw-away journal: same code path,
+        # nothing left behind, and a dry run never marks a pairing in the real journal.
+        with _scratch_journal() as journal:
+            return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)
+    journal = Journal.open(settings.journal.path)
+    try:
+        return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)
+    finally:
+        journal.close()
+
+
+def _execute_with(
+    settings: Settings,
+    opts: RunOptions,
+    loader: Loader,
+    journal: Journal,
+    defaults: Defaults,
+    report_dir: Path,
+    started: float,
+    started_at: str,
+) -> Outcome:
+    run_id = opts.run_id
+    target = settings.commercelayer.base_url or ""
+    if opts.command == "run":
+        require_credentials(settings)
+    fingerprint = inputs_fingerprint(loader)
+    resumed = None
+    if opts.command == "run" and not opts.dry_run:
+        resumed = journal.resumable_run(command="run", target=target, inputs_fingerprint=fingerprint)
+    if resumed is not None and journal.has_rows(resumed.run_id):
+        run_id = resumed.run_id
+        opts = replace(opts, run_id=run_id)
+        if opts.report_dir is None:
+            report_dir = default_report_dir(run_id)
+            ensure_writable_dir(report_dir)
+        journal.reopen_run(run_id)
+        # Re-read the files for their stats; rows come from the journal, as first read.
+        for _ in loader:
+            pass
+        log.info("run.resume", resumed_run_id=run_id, started_at=resumed.started_at)
+        counts = None
+    else:
+        journal.start_run(run_id, command=opts.command, target=target, inputs_fingerprint=fingerprint)
+        counts = intake(loader, journal, run_id, defaults)
+        log.info("input.read", rows=counts.rows_total, valid=counts.valid, invalid=counts.invalid,
+                 duplicate_in_file=counts.duplicate_in_file, rows_skipped_blank=loader.rows_skipped_blank)
+
+    stats: dict[str, Any] = {}
+    message: str | None = None
+    state = "finished"
+    exit_code: int | None = None
+    if counts is not None and counts.rows_total and counts.invalid_ratio > settings.max_invalid_ratio:
+        message = (
+            f"{counts.invalid} of {counts.rows_total} rows are invalid ({counts.invalid_ratio:.0%}), more than "
+            f"max_invalid_ratio {settings.max_invalid_ratio:.0%}; nothing was sent. Fix the rows listed in "
+            "failures.csv, or raise max_invalid_ratio"
+        )
+        exit_code, state = EXIT_USAGE, "aborted"
+        journal.mark_unsettled(run_id, RowStatus.NOT_ATTEMPTED, "not sent: too many invalid rows in the input")
+    elif opts.command == "validate":
+        journal.mark_unsettled(run_id, RowStatus.VALID, "")
+    else:
+        from importer.dispatcher import dispatch  # the network side is only loaded for `run`
+
+        stop = asyncio.Event()
+        total = journal.count_open(run_id)
+        try:
+            result = asyncio.run(_dispatch_with_signals(dispatch, settings, journal, run_id, target, opts, stop, total))
+            stats = result.as_dict()
+            if stop.is_set():
+                exit_code, state = EXIT_INTERRUPTED, "interrupted"
+                message = "interrupted: in-flight requests finished, the rest are not_attempted; run again to resume"
+        except RunAborted as exc:
+            exit_code, state, message = EXIT_ABORTED, "aborted", str(exc)
+            stats = dict(exc.stats)
+        journal.mark_unsettled(
+            run_id, RowStatus.NOT_ATTEMPTED,
+            "not sent: " + ("run aborted" if state == "aborted" else "run interrupted" if state == "interrupted"
+                            else "beyond --max-rows" if opts.max_rows is not None else "run stopped early"),
+        )
+
+    row_counts = journal.count_rows(run_id)
+    summary = _base_summary(settings, opts, loader, row_counts, started, started_at)
+    summary["run_state"] = state
+    if message:
+        summary["message"] = message
+    if stats:
+        summary.update(stats)
+    write_reports(journal, run_id, report_dir, settings.report.formats, summary)
+    if opts.command == "run" and not opts.dry_run:
+        journal.finish_run(run_id, state, summary)
+    if exit_code is None:
+        exit_code = exit_code_for(row_counts)
+    log.info("run.finish", exit_code=exit_code, counts=summary["counts"], report_dir=str(report_dir),
+             duration_s=summary["duration_s"])
+    return Outcome(exit_code, summary, report_dir, message)
+
+
+def require_credentials(settings: Settings) -> None:
+    cl = settings.commercelayer
+    missing = [name for name, value in (("base_url", cl.base_url), ("client_id", cl.client_id),
+                                        ("client_secret", cl.client_secret)) if not value]
+    if missing:
+        keys = ", ".join(f"commercelayer.{m}" for m in missing)
+        envs = ", ".join(f"CL_{m.upper()}" for m in missing)
+        raise ConfigError(f"{keys} not set; set them in the config file or export {envs}")
+
+
+async def _dispatch_with_signals(
+    dispatch: Any, settings: Settings, journal: Journal, run_id: str, target: str,
+    opts: RunOptions, stop: asyncio.Event, total: int,
+) -> Any:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests, demo)
+            pass
+    try:
+        return await dispatch(
+            settings, journal, run_id, target=target, dry_run=opts.dry_run, max_rows=opts.max_rows,
+            fail_fast=opts.fail_fast, stop=stop, total=total, progress_bar=opts.progress,
+        )
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if not stop.is_set():
+        log.warning("run.signal", signal=sig.name, action="finishing in-flight requests, then writing the report")
+    stop.set()
