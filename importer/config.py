@@ -72,6 +72,9 @@ class RateLimit(_Strict):
     burst_window_s: float = Field(default=10.0, gt=0)
     average: int | None = Field(default=None, gt=0)
     average_window_s: float = Field(default=60.0, gt=0)
+    # Added to every window the client keeps: the server counts arrival times, the client can only
+    # stamp send times, so a request may arrive up to this much later than stamped (docs/rate-limits.md).
+    safety_margin_s: float = Field(default=0.25, ge=0)
 
     @property
     def burst_limit(self) -> int:
@@ -106,7 +109,7 @@ class Defaults(_Strict):
 
 
 class Report(_Strict):
-    formats: list[Literal["csv", "xlsx"]] = Field(default_factory=lambda: ["csv"], min_length=1)
+    formats: list[Literal["csv", "xlsx"]] = Field(default_factory=lambda: ["csv"], min_length=1)  # type: ignore[arg-type]
 
 
 class Journal(_Strict):
@@ -179,7 +182,7 @@ def _describe(err: ValidationError) -> str:
     key = ".".join(str(p) for p in first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
-        return f"config key {key}: unknown key; remove it or check its spelling against README.md (Configuration)"
+        return f"config key {key}: unknown key; remove it or check its spelling against docs/configuration.md"
     msg = first["msg"].removeprefix("Value error, ")
     return f"config key {key}: {msg}; fix it in the config file or the matching CL_* variable"
 

@@ -205,7 +205,8 @@ class Journal:
         """The newest run of the same inputs against the same API that did not finish."""
         row = self._conn.execute(
             "SELECT run_id, command, target, inputs_fingerprint, state, started_at, finished_at FROM runs"
-            " WHERE command=? AND target=? AND inputs_fingerprint=? ORDER BY started_at DESC LIMIT 1",
+            " WHERE command=? AND target=? AND inputs_fingerprint=? ORDER BY started_at DESC, rowid DESC"
+            " LIMIT 1",
             (command, target, inputs_fingerprint),
         ).fetchone()
         if row is None or row[4] == "finished":
@@ -217,9 +218,18 @@ class Journal:
         row = (
             self._conn.execute(sql + " WHERE run_id=?", (run_id,)).fetchone()
             if run_id
-            else self._conn.execute(sql + " ORDER BY started_at DESC LIMIT 1").fetchone()
+            else self._conn.execute(sql + " ORDER BY started_at DESC, rowid DESC LIMIT 1").fetchone()
         )
         return RunInfo(*row) if row else None
+
+    def recent_runs(self, limit: int = 5) -> list[RunInfo]:
+        """The newest runs first (for "which run?" messages)."""
+        rows = self._conn.execute(
+            "SELECT run_id, command, target, inputs_fingerprint, state, started_at, finished_at FROM runs"
+            " ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [RunInfo(*r) for r in rows]
 
     def run_summary(self, run_id: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT summary_json FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -241,6 +251,22 @@ class Journal:
             "SELECT source_file, sheet, row_number FROM rows WHERE run_id=? AND pairing_key=?"
             " AND status NOT IN ('invalid', 'duplicate_in_file') ORDER BY seq LIMIT 1",
             (run_id, pairing_key),
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def earlier_row_with_key(self, run_id: str, pairing_key: str, before_seq: int) -> tuple[str, str, int] | None:
+        """Like `first_with_key`, but only rows before `before_seq` (the dispatcher's resolved-key
+        duplicate check: an e-mail row that resolves to the key of an earlier id row)."""
+        row = self._conn.execute(
+            "SELECT source_file, sheet, row_number FROM rows WHERE run_id=? AND pairing_key=? AND seq<?"
+            " AND status NOT IN ('invalid', 'duplicate_in_file') ORDER BY seq LIMIT 1",
+            (run_id, pairing_key, before_seq),
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def row_location(self, run_id: str, seq: int) -> tuple[str, str, int] | None:
+        row = self._conn.execute(
+            "SELECT source_file, sheet, row_number FROM rows WHERE run_id=? AND seq=?", (run_id, seq)
         ).fetchone()
         return (row[0], row[1], row[2]) if row else None
 
@@ -329,7 +355,7 @@ class Journal:
             for seq, outcome in items:
                 self.set_outcome(run_id, seq, outcome)
 
-    def mark_unsettled(self, run_id: str, status: RowStatus, detail: str) -> int:
+    def mark_unsettled(self, run_id: str, status: RowStatus, detail: str | None) -> int:
         """Give every row that has no final outcome yet the status `status` (e.g. not_attempted)."""
         cur = self._conn.execute(
             "UPDATE rows SET status=?, error_detail=COALESCE(error_detail, ?) WHERE run_id=?"

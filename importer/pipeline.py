@@ -146,8 +146,9 @@ def execute(settings: Settings, opts: RunOptions) -> Outcome:
     started = time.monotonic()
     started_at = _now_iso()
     report_dir = opts.report_dir or default_report_dir(opts.run_id)
-    ensure_writable_dir(report_dir)
     loader = Loader(opts.inputs, sheets=opts.sheets, aliases=settings.column_aliases())
+    loader.files()  # a missing input fails here, before an empty report dir is left behind
+    ensure_writable_dir(report_dir)
     defaults = Defaults(
         reference_origin=settings.defaults.reference_origin, metadata=dict(settings.defaults.metadata)
     )
@@ -215,7 +216,7 @@ def _execute_with(
         exit_code, state = EXIT_USAGE, "aborted"
         journal.mark_unsettled(run_id, RowStatus.NOT_ATTEMPTED, "not sent: too many invalid rows in the input")
     elif opts.command == "validate":
-        journal.mark_unsettled(run_id, RowStatus.VALID, "")
+        journal.mark_unsettled(run_id, RowStatus.VALID, None)
     else:
         from importer.dispatcher import dispatch  # the network side is only loaded for `run`
 

@@ -1,0 +1,278 @@
+"""The reconciliation report: results.csv, failures.csv, summary.json and, on request, results.xlsx.
+
+Rows are streamed from the journal in input order, so a report of millions of rows needs no more
+memory than one page of them. Every file is written next to its final name and renamed into
+place, so a reader (or a crash) never sees half a report; summary.json is renamed last, so its
+presence means the other files are complete.
+
+Spreadsheet programs run a cell that starts with `=`, `+`, `-` or `@` as a formula, and these
+files are opened by people in such programs: every text value is passed through
+`neutralize()` (the loader undoes it, so failures.csv can be fed back in unchanged).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import secrets
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from importer.journal import REPORT_COLUMNS, Journal, RowRecord
+from importer.models import SUCCESS_STATUSES, RowStatus
+from importer.neutralize import neutralize
+
+RESULTS_CSV = "results.csv"
+FAILURES_CSV = "failures.csv"
+SUMMARY_JSON = "summary.json"
+RESULTS_XLSX = "results.xlsx"
+REPORT_FILES = (RESULTS_CSV, FAILURES_CSV, SUMMARY_JSON, RESULTS_XLSX)
+
+ERROR_COLUMNS = ("error_code", "error_detail")
+# The only columns that are written to the workbook as numbers; everything else is text, so
+# Excel never turns an id like 0012 or 1e5 into a number.
+NUMERIC_COLUMNS = frozenset({"row_number", "http_status", "attempts"})
+# UTF-8 with a BOM: Excel otherwise opens the file as the local code page and mangles accents.
+CSV_ENCODING = "utf-8-sig"
+XLSX_MAX_ROWS = 1_048_576  # Excel's sheet limit, header included
+XLSX_MAX_CHARS = 32_767  # Excel's cell limit
+
+
+# First characters after which `neutralize` may change a value; anything else passes as is.
+_MAYBE_FORMULA = frozenset("=+-@\t\r'")
+
+
+def _cell(value: Any) -> str:
+    """One CSV cell: None is empty, numbers as written, text neutralized."""
+    if value is None:
+        return ""
+    if type(value) is str:
+        # The fast path matters: this runs for every cell of millions of rows.
+        return value if not value or value[0] not in _MAYBE_FORMULA else neutralize(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return neutralize(str(value))
+
+
+def _header_key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def _is_error_column(name: str) -> bool:
+    """A failures.csv fed back in has our error columns among its original headers."""
+    return _header_key(name) in ERROR_COLUMNS
+
+
+def is_failure(record: RowRecord) -> bool:
+    return record.status not in SUCCESS_STATUSES
+
+
+@contextmanager
+def _atomic(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; on success flush it to disk and rename it over
+    `final`, on failure remove it. The file is created with the umask's permissions, like any
+    file the user makes, not mkstemp's 0600."""
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(final)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+class _XlsxResults:
+    """results.xlsx in constant-memory mode: rows go straight to disk in order. A run longer than
+    Excel's row limit continues on "Results 2", "Results 3", … rather than losing rows."""
+
+    def __init__(self, path: Path, tmpdir: Path) -> None:
+        import xlsxwriter  # only needed when the xlsx format is asked for
+
+        self._book = xlsxwriter.Workbook(
+            str(path),
+            {
+                "constant_memory": True,
+                "use_zip64": True,
+                # Row data is spooled beside the report, on the disk that must hold it anyway,
+                # not in a /tmp that may be a small tmpfs.
+                "tmpdir": str(tmpdir),
+                "strings_to_numbers": False,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+            },
+        )
+        self._bold = self._book.add_format({"bold": True})
+        self._sheets = 0
+        self._row = 0
+        self._sheet: Any = None
+        self._new_sheet()
+
+    def _new_sheet(self) -> None:
+        if self._sheet is not None:
+            self._finish_sheet()
+        self._sheets += 1
+        name = "Results" if self._sheets == 1 else f"Results {self._sheets}"
+        self._sheet = self._book.add_worksheet(name)
+        self._sheet.freeze_panes(1, 0)
+        for col, column in enumerate(REPORT_COLUMNS):
+            self._sheet.set_column(col, col, 28 if column == "error_detail" else 16)
+            self._sheet.write_string(0, col, column, self._bold)
+        self._row = 0
+
+    def _finish_sheet(self) -> None:
+        self._sheet.autofilter(0, 0, max(self._row, 1), len(REPORT_COLUMNS) - 1)
+
+    def add(self, line: dict[str, Any]) -> None:
+        if self._row + 1 >= XLSX_MAX_ROWS:
+            self._new_sheet()
+        self._row += 1
+        for col, name in enumerate(REPORT_COLUMNS):
+            value = line[name]
+            if value is None or value == "":
+                continue
+            if name in NUMERIC_COLUMNS and isinstance(value, int | float):
+                self._sheet.write_number(self._row, col, value)
+            else:
+                self._sheet.write_string(self._row, col, neutralize(str(value))[:XLSX_MAX_CHARS])
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self._finish_sheet()
+        sheet = self._book.add_worksheet("Summary")
+        sheet.set_column(0, 0, 28)
+        sheet.set_column(1, 1, 48)
+        for row, (key, value) in enumerate(summary_lines(summary)):
+            sheet.write_string(row, 0, neutralize(key), self._bold)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                sheet.write_number(row, 1, value)
+            elif value is not None:
+                sheet.write_string(row, 1, neutralize(str(value))[:XLSX_MAX_CHARS])
+        self._book.close()
+
+
+def summary_lines(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Flatten the summary into key/value lines: `counts.created`, `files[0].path`, …"""
+    lines: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list | tuple) and any(isinstance(v, dict | list | tuple) for v in value):
+            for i, v in enumerate(value):
+                walk(f"{prefix}[{i}]", v)
+        elif isinstance(value, list | tuple):
+            lines.append((prefix, ", ".join(str(v) for v in value)))
+        else:
+            lines.append((prefix, value))
+
+    walk("", summary)
+    return lines
+
+
+def write_reports(
+    journal: Journal, run_id: str, report_dir: Path, formats: Sequence[str], summary: dict[str, Any]
+) -> None:
+    """Write every report file of `run_id` into `report_dir`, replacing earlier ones."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    want_xlsx = "xlsx" in formats
+    # Failing rows are spooled to a temporary file in the one pass over the journal: the
+    # failures.csv header (the union of their original headers) is only known at the end.
+    with tempfile.TemporaryFile("w+", encoding="utf-8", dir=report_dir) as spool, ExitStack() as stack:
+        results_tmp = stack.enter_context(_atomic(report_dir / RESULTS_CSV))
+        xlsx_tmp = stack.enter_context(_atomic(report_dir / RESULTS_XLSX)) if want_xlsx else None
+        headers = _write_results(journal, run_id, results_tmp, xlsx_tmp, report_dir, summary, spool)
+        spool.seek(0)
+        with _atomic(report_dir / FAILURES_CSV) as failures_tmp:
+            _write_failures(failures_tmp, headers, spool)
+    if not want_xlsx:
+        # A workbook left from an earlier write into this folder would disagree with results.csv.
+        with suppress(FileNotFoundError):
+            (report_dir / RESULTS_XLSX).unlink()
+    with _atomic(report_dir / SUMMARY_JSON) as summary_tmp:
+        summary_tmp.write_text(
+            json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+        )
+
+
+def _write_results(
+    journal: Journal,
+    run_id: str,
+    csv_path: Path,
+    xlsx_path: Path | None,
+    report_dir: Path,
+    summary: dict[str, Any],
+    spool: IO[str],
+) -> list[str]:
+    """results.csv (and results.xlsx) in one pass; returns the failing rows' header union."""
+    headers: dict[str, None] = {}  # an ordered set: order of first appearance
+    book = _XlsxResults(xlsx_path, report_dir) if xlsx_path is not None else None
+    try:
+        with open(csv_path, "w", encoding=CSV_ENCODING, newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(REPORT_COLUMNS)
+            for record in journal.iter_rows(run_id):
+                line = record.report_line()
+                writer.writerow([_cell(line[c]) for c in REPORT_COLUMNS])
+                if book is not None:
+                    book.add(line)
+                if is_failure(record):
+                    for name in record.raw:
+                        if not _is_error_column(name):
+                            headers.setdefault(name, None)
+                    spool.write(
+                        json.dumps([record.raw, record.error_code, record.error_detail], ensure_ascii=False)
+                        + "\n"
+                    )
+    finally:
+        if book is not None:
+            book.close(summary)
+    return list(headers)
+
+
+def _write_failures(path: Path, headers: list[str], spool: IO[str]) -> None:
+    """failures.csv: the failing rows as they came in, plus why, ready to fix and feed back."""
+    with open(path, "w", encoding=CSV_ENCODING, newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([_cell(h) for h in (*headers, *ERROR_COLUMNS)])
+        for line in spool:
+            raw, error_code, error_detail = json.loads(line)
+            writer.writerow([*(_cell(raw.get(h)) for h in headers), _cell(error_code), _cell(error_detail)])
+
+
+def print_summary(summary: dict[str, Any], report_dir: Path) -> None:
+    """A short table on stdout: the non-zero counts, the totals, and where the report is.
+
+    rich drops colours and styles by itself when stdout is not a terminal (a cron mail, a pipe).
+    """
+    console = Console(file=sys.stdout, highlight=False)
+    title = " ".join(str(p) for p in (summary.get("command"), summary.get("run_id")) if p)
+    table = Table(title=Text(title) if title else None, box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("status")
+    table.add_column("rows", justify="right")
+    counts: dict[str, int] = summary.get("counts") or {}
+    ordered = [s.value for s in RowStatus] + sorted(set(counts) - {s.value for s in RowStatus})
+    for status in ordered:
+        if counts.get(status):
+            table.add_row(Text(status), str(counts[status]))
+    table.add_section()
+    table.add_row("rows_total", str(summary.get("rows_total", sum(counts.values()))))
+    table.add_row("rows_skipped_blank", str(summary.get("rows_skipped_blank", 0)))
+    console.print(table)
+    # Printed without wrapping or markup so the path can be copied as is.
+    console.print(f"report: {report_dir}{os.sep}", markup=False, soft_wrap=True)

@@ -1,0 +1,249 @@
+"""The journal's API: what goes in comes out, in order, and states move as documented."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from importer.errors import PreflightError
+from importer.journal import REPORT_COLUMNS, Journal
+from importer.models import Outcome, Pairing, RowStatus
+
+TARGET = "https://acme.commercelayer.io"
+RUN = "20260101T000000Z-aaaaaa"
+
+
+def pairing(n: int) -> Pairing:
+    return Pairing(
+        customer_id=f"CUST{n:06d}",
+        customer_email=None,
+        payment_source_type="stripe_payments",
+        payment_source_id=f"PSRC{n:06d}",
+        reference=f"ref {n}",
+        metadata={"n": n},
+    )
+
+
+def row(seq: int, status: str = "pending", *, with_pairing: bool = True) -> tuple[object, ...]:
+    p = pairing(seq)
+    raw = {"Customer": f"CUST{seq:06d}", "Notes": f"é “{seq}”"}
+    return (
+        seq,
+        "in.csv",
+        "Sheet1",
+        seq + 2,
+        json.dumps(raw, ensure_ascii=False),
+        p.key() if with_pairing else None,
+        p.to_json() if with_pairing else None,
+        status,
+        "INVALID_ROW" if status == "invalid" else None,
+        "bad" if status == "invalid" else None,
+    )
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal.open(tmp_path / "sub" / "journal.sqlite")
+    j.start_run(RUN, command="run", target=TARGET, inputs_fingerprint="fp1")
+    yield j
+    j.close()
+
+
+def test_open_creates_parent_folder_and_uses_wal(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "a" / "b" / "j.sqlite")
+    assert (tmp_path / "a" / "b" / "j.sqlite").is_file()
+    assert j._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    j.close()
+
+
+def test_open_unwritable_path_is_a_preflight_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PreflightError, match=r"journal .*file/j\.sqlite cannot be opened for writing"):
+        Journal.open(blocker / "j.sqlite")
+
+
+def test_rows_in_equal_rows_out(journal: Journal) -> None:
+    journal.add_rows(RUN, [row(i) for i in range(7)])
+    out = list(journal.iter_rows(RUN, batch=3))  # several pages
+    assert [r.seq for r in out] == list(range(7))
+    assert out[4].raw == {"Customer": "CUST000004", "Notes": "é “4”"}
+    assert out[4].pairing == pairing(4)
+    assert out[4].source_file == "in.csv" and out[4].sheet == "Sheet1" and out[4].row_number == 6
+    assert set(out[0].report_line()) == set(REPORT_COLUMNS)
+
+
+def test_rows_are_kept_per_run(journal: Journal) -> None:
+    journal.start_run("other", command="run", target=TARGET, inputs_fingerprint="fp2")
+    journal.add_rows(RUN, [row(0), row(1)])
+    journal.add_rows("other", [row(0)])
+    assert len(list(journal.iter_rows(RUN))) == 2
+    assert len(list(journal.iter_rows("other"))) == 1
+    assert journal.has_rows("other") and not journal.has_rows("nope")
+
+
+def test_add_rows_is_one_transaction(journal: Journal) -> None:
+    journal.add_rows(RUN, [row(0)])
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.add_rows(RUN, [row(1), row(0)])  # seq 0 again: the whole batch is rolled back
+    assert [r.seq for r in journal.iter_rows(RUN)] == [0]
+
+
+def test_iter_rows_maps_pending_and_sending_to_not_attempted(journal: Journal) -> None:
+    journal.add_rows(RUN, [row(0, "pending"), row(1, "sending"), row(2, "invalid", with_pairing=False)])
+    statuses = [r.status for r in journal.iter_rows(RUN)]
+    assert statuses == [RowStatus.NOT_ATTEMPTED, RowStatus.NOT_ATTEMPTED, RowStatus.INVALID]
+    report = [r.report_line() for r in journal.iter_rows(RUN)]
+    assert report[2]["customer_id"] is None and report[2]["error_code"] == "INVALID_ROW"
+
+
+def test_open_rows_order_paging_and_filter(journal: Journal) -> None:
+    statuses = [
+        "pending",
+        "created",
+        "failed",
+        "already_exists",
+        "duplicate_in_file",
+        "not_attempted",
+        "pending",
+        "sending",
+        "pending",
+    ]
+    journal.add_rows(RUN, [row(i, s) for i, s in enumerate(statuses)])
+    journal.add_rows(RUN, [row(9, "invalid", with_pairing=False)])
+    open_rows = list(journal.open_rows(RUN, batch=2))
+    assert [seq for seq, _ in open_rows] == [0, 2, 5, 6, 7, 8]
+    assert open_rows[1][1] == pairing(2)
+    assert journal.count_open(RUN) == 6
+
+
+def test_open_rows_does_not_skip_rows_settled_while_iterating(journal: Journal) -> None:
+    journal.add_rows(RUN, [row(i) for i in range(10)])
+    seen = []
+    for seq, _ in journal.open_rows(RUN, batch=3):
+        seen.append(seq)
+        journal.set_outcome(RUN, seq, Outcome(RowStatus.CREATED, "cps1234567", attempts=1))
+    assert seen == list(range(10))
+    assert list(journal.open_rows(RUN)) == []
+
+
+def test_set_outcome_and_attempts_accumulate(journal: Journal) -> None:
+    journal.add_rows(RUN, [row(0), row(1)])
+    journal.set_outcome(
+        RUN,
+        0,
+        Outcome(RowStatus.FAILED, http_status=503, error_code="HTTP_503", error_detail="busy", attempts=5),
+    )
+    journal.set_many_outcomes(
+        RUN,
+        [
+            (0, Outcome(RowStatus.CREATED, "cpsAAAAAAA", "CUST000000", 201, attempts=1)),
+            (1, Outcome(RowStatus.ALREADY_EXISTS, "cpsBBBBBBB", attempts=0)),
+        ],
+    )
+    first, second = journal.iter_rows(RUN)
+    assert (first.status, first.customer_payment_source_id, first.http_status, first.attempts) == (
+        RowStatus.CREATED,
+        "cpsAAAAAAA",
+        201,
+        6,
+    )
+    assert first.error_code is None  # a later success clears the earlier error
+    assert second.status is RowStatus.ALREADY_EXISTS
+    assert journal.count_rows(RUN) == {"created": 1, "already_exists": 1}
+
+
+def test_pairing_states(journal: Journal) -> None:
+    key = pairing(1).key()
+    assert journal.pairing_state(TARGET, key) is None
+    journal.mark_sending(TARGET, key, RUN, "CUST000001")
+    state = journal.pairing_state(TARGET, key)
+    assert state is not None
+    assert (state.state, state.customer_id, state.customer_payment_source_id, state.run_id) == (
+        "sending",
+        "CUST000001",
+        None,
+        RUN,
+    )
+    journal.mark_pairing(TARGET, key, RUN, Outcome(RowStatus.CREATED, "cpsAAAAAAA", "CUST000001"))
+    state = journal.pairing_state(TARGET, key)
+    assert state is not None and (state.state, state.customer_payment_source_id) == ("created", "cpsAAAAAAA")
+    # The same pairing against another API is another pairing.
+    assert journal.pairing_state("http://127.0.0.1:9999", key) is None
+    # A later run sending it again (after a failure) moves it back to sending.
+    journal.mark_sending(TARGET, key, "run2", "CUST000001")
+    state = journal.pairing_state(TARGET, key)
+    assert state is not None and (state.state, state.run_id) == ("sending", "run2")
+
+
+def test_pairing_state_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = Journal.open(path)
+    j.mark_sending(TARGET, "k", RUN, "CUST000001")
+    j.close()  # as good as a crash right after the commit
+    j = Journal.open(path)
+    state = j.pairing_state(TARGET, "k")
+    assert state is not None and state.state == "sending"
+    j.close()
+
+
+def test_resumable_run(journal: Journal) -> None:
+    assert journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="fp1") is not None
+    assert journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="other") is None
+    assert journal.resumable_run(command="run", target="http://127.0.0.1:1", inputs_fingerprint="fp1") is None
+    assert journal.resumable_run(command="validate", target=TARGET, inputs_fingerprint="fp1") is None
+    journal.finish_run(RUN, "interrupted", {"counts": {}})
+    info = journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="fp1")
+    assert info is not None and (info.run_id, info.state) == (RUN, "interrupted")
+    journal.reopen_run(RUN)
+    info = journal.run_info(RUN)
+    assert info is not None and (info.state, info.finished_at) == ("running", None)
+    journal.finish_run(RUN, "finished", {"counts": {"created": 1}})
+    assert journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="fp1") is None
+    assert journal.run_summary(RUN) == {"counts": {"created": 1}}
+
+
+def test_resumable_run_is_the_newest(journal: Journal) -> None:
+    journal.finish_run(RUN, "aborted")
+    journal.start_run("run-b", command="run", target=TARGET, inputs_fingerprint="fp1")
+    info = journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="fp1")
+    assert info is not None and info.run_id == "run-b"
+    journal.finish_run("run-b", "finished")
+    # The newest run of these inputs finished: an older aborted one is not resumed.
+    assert journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="fp1") is None
+
+
+def test_run_info_and_recent_runs(journal: Journal) -> None:
+    journal.start_run("run-b", command="run", target=TARGET, inputs_fingerprint="fp2")
+    journal.start_run("run-c", command="run", target=TARGET, inputs_fingerprint="fp3")
+    newest = journal.run_info()
+    assert newest is not None and newest.run_id == "run-c"
+    assert journal.run_info("nope") is None
+    assert [r.run_id for r in journal.recent_runs(2)] == ["run-c", "run-b"]
+    assert journal.run_summary(RUN) is None
+
+
+def test_mark_unsettled(journal: Journal) -> None:
+    statuses = ["pending", "sending", "created", "failed", "invalid", "duplicate_in_file"]
+    journal.add_rows(RUN, [row(i, s) for i, s in enumerate(statuses)])
+    journal.set_outcome(RUN, 1, Outcome(RowStatus.FAILED, error_detail="timeout"))
+    journal._conn.execute("UPDATE rows SET status='sending' WHERE seq=1")  # crashed mid-request
+    n = journal.mark_unsettled(RUN, RowStatus.NOT_ATTEMPTED, "not sent: run aborted")
+    assert n == 2
+    out = {r.seq: r for r in journal.iter_rows(RUN)}
+    assert out[0].status is RowStatus.NOT_ATTEMPTED and out[0].error_detail == "not sent: run aborted"
+    assert out[1].error_detail == "timeout"  # an earlier detail is kept
+    assert [out[i].status.value for i in range(2, 6)] == statuses[2:]
+    assert journal.mark_unsettled(RUN, RowStatus.NOT_ATTEMPTED, "again") == 0
+
+
+def test_first_with_key_ignores_invalid_and_duplicates(journal: Journal) -> None:
+    p = pairing(1)
+    dup = (0, "a.csv", "", 2, "{}", p.key(), p.to_json(), "duplicate_in_file", None, None)
+    journal.add_rows(RUN, [dup, (1, "b.csv", "S", 7, "{}", p.key(), p.to_json(), "pending", None, None)])
+    assert journal.first_with_key(RUN, p.key()) == ("b.csv", "S", 7)
+    assert journal.first_with_key(RUN, "missing") is None
