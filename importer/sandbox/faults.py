@@ -1,0 +1,100 @@
+"""Injected faults, drawn from one seeded `random.Random` so a run can be replayed.
+
+Each roll draws from the generator only when its fault is switched on, and each injection is
+counted by kind (`error_5xx`, `commit_then_fail`, `connection_reset`, `latency`,
+`slow_response`, `storm`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import struct
+from collections import Counter
+from random import Random
+
+from aiohttp import web
+
+from importer.sandbox.settings import SandboxSettings
+
+
+class Faults:
+    def __init__(self, settings: SandboxSettings, counts: Counter[str], started: float) -> None:
+        self.counts = counts
+        self.started = started
+        self.settings = settings
+        self.rng = Random(settings.fault_seed)
+        self.storm_from = 0.0
+        self.storm_until = 0.0
+        if settings.storm_start_s is not None:
+            self.storm_from = started + settings.storm_start_s
+            self.storm_until = self.storm_from + settings.storm_duration_s
+
+    def update(self, settings: SandboxSettings) -> None:
+        if settings.fault_seed != self.settings.fault_seed:
+            self.rng = Random(settings.fault_seed)
+        if settings.storm_start_s != self.settings.storm_start_s or (
+            settings.storm_duration_s != self.settings.storm_duration_s
+        ):
+            start = self.started + (settings.storm_start_s or 0.0)
+            self.storm_from, self.storm_until = start, start + settings.storm_duration_s
+        self.settings = settings
+
+    def start_storm(self, now: float, seconds: float) -> None:
+        self.storm_from, self.storm_until = now, now + seconds
+
+    def storm_remaining(self, now: float) -> float:
+        return self.storm_until - now if self.storm_from <= now < self.storm_until else 0.0
+
+    def _roll(self, probability: float) -> bool:
+        return probability > 0 and self.rng.random() < probability
+
+    def connection_reset(self) -> bool:
+        return self._count("connection_reset", self._roll(self.settings.connection_reset))
+
+    def latency(self) -> float:
+        median, sigma = self.settings.latency_median_s, self.settings.latency_sigma
+        if median <= 0:
+            return 0.0
+        self.counts["latency"] += 1
+        return self.rng.lognormvariate(math.log(median), sigma) if sigma > 0 else median
+
+    def error_5xx(self, is_create: bool) -> int | None:
+        if not is_create and self.settings.error_5xx_scope != "api":
+            return None
+        if not self._count("error_5xx", self._roll(self.settings.error_5xx)):
+            return None
+        return self.rng.choice((500, 502, 503))
+
+    def commit_then_fail(self) -> str | None:
+        """After a record was created: "502" (answer 502) or "drop" (drop the connection)."""
+        if not self._count("commit_then_fail", self._roll(self.settings.commit_then_fail)):
+            return None
+        mode = self.settings.commit_then_fail_mode
+        return self.rng.choice(("502", "drop")) if mode == "mixed" else mode
+
+    def slow_response(self) -> float:
+        hit = self._count("slow_response", self._roll(self.settings.slow_response))
+        return self.settings.slow_response_s if hit else 0.0
+
+    def _count(self, kind: str, hit: bool) -> bool:
+        if hit:
+            self.counts[kind] += 1
+        return hit
+
+
+def drop_connection(request: web.Request) -> web.Response:
+    """Reset the TCP connection (RST, via SO_LINGER 0) without answering.
+
+    The returned response is never sent: aiohttp fails to write it to the closed transport and
+    treats that as a client disconnection, which it logs at debug level only.
+    """
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    return web.Response(status=499)
