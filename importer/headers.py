@@ -12,6 +12,7 @@ entries; the key is kept exactly as written (trimmed) because it ends up in the 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -57,7 +58,9 @@ _METADATA_COLUMN = re.compile(r"^metadata(?:\s*[.:]\s*|\s+)(?P<key>\S.*)$", re.I
 
 
 def _squash(text: str) -> str:
-    return _SQUASH.sub("", text.strip().lstrip("\ufeff").casefold())
+    # Accents are folded so a French or German export's "Référence" matches "reference".
+    folded = unicodedata.normalize("NFKD", text.strip().lstrip("\ufeff").casefold())
+    return _SQUASH.sub("", "".join(ch for ch in folded if not unicodedata.combining(ch)))
 
 
 def normalize_header(header: str) -> str:

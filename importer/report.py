@@ -43,8 +43,11 @@ ERROR_COLUMNS = ("error_code", "error_detail")
 # The only columns that are written to the workbook as numbers; everything else is text, so
 # Excel never turns an id like 0012 or 1e5 into a number.
 NUMERIC_COLUMNS = frozenset({"row_number", "http_status", "attempts"})
-# UTF-8 with a BOM: Excel otherwise opens the file as the local code page and mangles accents.
-CSV_ENCODING = "utf-8-sig"
+# results.csv is a machine contract (scheduled jobs parse its exact header): plain UTF-8.
+RESULTS_ENCODING = "utf-8"
+# failures.csv is for people to fix in Excel, which opens BOM-less UTF-8 as the local code page
+# and mangles accents; our own loader strips the BOM when it is fed back.
+FAILURES_ENCODING = "utf-8-sig"
 XLSX_MAX_ROWS = 1_048_576  # Excel's sheet limit, header included
 XLSX_MAX_CHARS = 32_767  # Excel's cell limit
 
@@ -223,7 +226,7 @@ def _write_results(
     headers: dict[str, None] = {}  # an ordered set: order of first appearance
     book = _XlsxResults(xlsx_path, report_dir) if xlsx_path is not None else None
     try:
-        with open(csv_path, "w", encoding=CSV_ENCODING, newline="") as fh:
+        with open(csv_path, "w", encoding=RESULTS_ENCODING, newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(REPORT_COLUMNS)
             for record in journal.iter_rows(run_id):
@@ -247,7 +250,7 @@ def _write_results(
 
 def _write_failures(path: Path, headers: list[str], spool: IO[str]) -> None:
     """failures.csv: the failing rows as they came in, plus why, ready to fix and feed back."""
-    with open(path, "w", encoding=CSV_ENCODING, newline="") as fh:
+    with open(path, "w", encoding=FAILURES_ENCODING, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([_cell(h) for h in (*headers, *ERROR_COLUMNS)])
         for line in spool:

@@ -177,3 +177,9 @@ def test_missing_required_names_what_is_missing() -> None:
     assert missing_required(match_headers(["Card Token"])) == [
         "a customer column (customer_id or customer_email)"
     ]
+
+
+def test_accented_headers_match_their_plain_alias() -> None:
+    hm = match_headers(["Référence", "Customer E-mail", "Payment Source ID", "Payment type"])
+    assert hm.columns["Référence"] == "reference"
+    assert hm.columns["Payment type"] == "payment_source_type"

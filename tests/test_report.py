@@ -151,7 +151,7 @@ def test_results_csv(journal: Journal, tmp_path: Path) -> None:
     out = tmp_path / "report"
     write_reports(journal, RUN, out, ["csv"], SUMMARY)
     raw_bytes = (out / "results.csv").read_bytes()
-    assert raw_bytes.startswith(b"\xef\xbb\xbf")  # a BOM, so Excel reads UTF-8
+    assert raw_bytes.startswith(b"source_file,")  # the machine contract: no BOM before the header
     rows = read_csv_rows(out / "results.csv")
     assert tuple(rows[0]) == REPORT_COLUMNS
     assert ",".join(rows[0]) == (
@@ -185,6 +185,15 @@ def test_results_csv_of_an_empty_run(journal: Journal, tmp_path: Path) -> None:
     write_reports(journal, RUN, tmp_path / "r", ["csv"], {"counts": {}})
     assert read_csv_rows(tmp_path / "r" / "results.csv") == [list(REPORT_COLUMNS)]
     assert read_csv_rows(tmp_path / "r" / "failures.csv") == [["error_code", "error_detail"]]
+
+
+def test_results_csv_header_is_the_exact_contract_without_bom(journal: Journal, tmp_path: Path) -> None:
+    """Scheduled jobs parse results.csv: its first bytes are the header, no BOM before it.
+    failures.csv is for Excel users and keeps a BOM so accents survive."""
+    write_reports(journal, RUN, tmp_path, ["csv"], {})
+    first_line = (tmp_path / "results.csv").read_bytes().split(b"\r\n")[0]
+    assert first_line == ",".join(REPORT_COLUMNS).encode()
+    assert (tmp_path / "failures.csv").read_bytes().startswith(b"\xef\xbb\xbf")
 
 
 def test_pending_rows_are_reported_not_attempted(journal: Journal, tmp_path: Path) -> None:
