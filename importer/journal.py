@@ -254,7 +254,9 @@ class Journal:
         ).fetchone()
         return (row[0], row[1], row[2]) if row else None
 
-    def earlier_row_with_key(self, run_id: str, pairing_key: str, before_seq: int) -> tuple[str, str, int] | None:
+    def earlier_row_with_key(
+        self, run_id: str, pairing_key: str, before_seq: int
+    ) -> tuple[str, str, int] | None:
         """Like `first_with_key`, but only rows before `before_seq` (the dispatcher's resolved-key
         duplicate check: an e-mail row that resolves to the key of an earlier id row)."""
         row = self._conn.execute(

@@ -1,0 +1,196 @@
+"""`ApiClient.request`: one API call with everything around it (slot, token, pacing, retries).
+
+Order matters and is the reason this module exists:
+
+1. a connection slot (one of `concurrency`): taken *before* the rate stamp, so a stamped request
+   never queues for a pooled connection and reaches the server within the safety margin;
+2. the access token;
+3. `Pacer.admit`: the 429 gate and the rate windows, which stamp the request at send time;
+4. the send, then `classify`.
+
+What counts against `retry.max_attempts` (every send counts in `Attempts.sent`, the row's
+`attempts` column): 5xx, 408, timeouts and connection errors do. A 429 does not: it is flow
+control, the server did not process the request, and the shared gate bounds how many go out
+(a run that sees `MAX_CONSECUTIVE_PAUSES` pauses in a row with no request getting through is
+aborted). A resend after 401 INVALID_TOKEN does not either, but only one per request: a fresh
+token that is refused again is fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from importer.auth import TokenProvider
+from importer.pacing import Pacer
+from importer.retry import Backoff
+from importer.stats import DispatchStats
+from importer.transport import (
+    ApiRequest,
+    ApiResponse,
+    Fatal,
+    Ok,
+    Reauth,
+    Retriable,
+    RowRejected,
+    Sender,
+    TransportFailure,
+    Verdict,
+    classify,
+    classify_failure,
+)
+
+MAX_CONSECUTIVE_PAUSES = 30
+log = structlog.get_logger("importer")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Abort(Exception):
+    """The run cannot go on (the dispatcher turns it into RunAborted with the stats)."""
+
+
+@dataclass(slots=True)
+class Attempts:
+    """Sends of one logical request (a row's POST, or one look-up page)."""
+
+    max_attempts: int
+    sent: int = 0  # every send, reported as the row's `attempts`
+    counted: int = 0  # the sends that count against max_attempts
+    rate_limited: int = 0
+
+    def may_retry(self) -> bool:
+        return self.counted < self.max_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    verdict: Verdict
+    response: ApiResponse | None
+
+
+class ApiClient:
+    def __init__(
+        self,
+        sender: Sender,
+        tokens: TokenProvider,
+        pacer: Pacer,
+        backoff: Backoff,
+        stats: DispatchStats,
+        *,
+        slots: int,
+        pause_s: float,
+        sleep: Sleep,
+    ) -> None:
+        self._sender = sender
+        self._tokens = tokens
+        self._pacer = pacer
+        self._backoff = backoff
+        self._stats = stats
+        self._slots = asyncio.Semaphore(slots)
+        self._pause_s = pause_s  # a 429 without Retry-After pauses for one burst window
+        self._sleep = sleep
+
+    def attempts(self) -> Attempts:
+        return Attempts(self._backoff.max_attempts)
+
+    async def request(self, request: ApiRequest, attempts: Attempts, *, retry_ambiguous: bool) -> Answer:
+        """Send until an answer is final. Returns Ok, RowRejected, or a Retriable when attempts
+        ran out or (with `retry_ambiguous` False) when a resend could duplicate a POST.
+        Raises Abort on a Fatal answer or an endless 429 storm."""
+        reauthed = False
+        while True:
+            answer, token = await self._send_once(request, attempts)
+            verdict = answer.verdict
+            # Method, path and outcome only: never headers, query values (e-mails) or bodies.
+            log.debug(
+                "api.answer",
+                endpoint=request.endpoint,
+                attempt=attempts.sent,
+                http_status=answer.response.status if answer.response else None,
+                verdict=type(verdict).__name__,
+                reason=getattr(verdict, "reason", None),
+            )
+            if isinstance(verdict, Reauth):
+                if reauthed:
+                    raise Abort(
+                        "the API refused a freshly issued access token (401 INVALID_TOKEN twice in a row); "
+                        "check commercelayer.base_url and auth_url belong to the same organization"
+                    )
+                reauthed = True
+                self._stats.reauths += 1
+                await self._tokens.renew(token)
+                continue
+            reauthed = False
+            if isinstance(verdict, Fatal):
+                raise Abort(
+                    f"the API refused access ({verdict.http_status} {verdict.code}: {verdict.detail}); "
+                    "check the integration's role and commercelayer.scope"
+                )
+            if isinstance(verdict, Ok | RowRejected):
+                return answer
+            if verdict.reason == "rate_limited":
+                if self._pacer.gate.consecutive >= MAX_CONSECUTIVE_PAUSES:
+                    raise Abort(
+                        f"the API answered 429 through {MAX_CONSECUTIVE_PAUSES} pauses in a row; another "
+                        "client may be using this IP's rate budget; try again later"
+                    )
+                attempts.rate_limited += 1
+                self._stats.retries += 1
+                # Jitter on top of the gate: waiters leave it one by one, not as a herd.
+                await self._sleep(self._backoff.delay(attempts.rate_limited))
+                continue
+            if (verdict.ambiguous and not retry_ambiguous) or not attempts.may_retry():
+                return answer
+            self._stats.retries += 1
+            await self._sleep(self._backoff.delay(attempts.counted))
+
+    async def _send_once(self, request: ApiRequest, attempts: Attempts) -> tuple[Answer, str]:
+        gate = self._pacer.gate
+        async with self._slots:
+            token = await self._tokens.get()
+            permit = await self._pacer.admit(request.endpoint)
+            self._stats.requests += 1
+            if request.method == "GET":
+                self._stats.lookup_requests += 1
+            else:
+                self._stats.posts += 1
+            attempts.sent += 1
+            try:
+                response = await self._sender.send(request, token)
+            except TransportFailure as failure:
+                gate.probe_done(permit.probe, rate_limited=False)
+                attempts.counted += 1
+                return Answer(classify_failure(failure), None), token
+            except BaseException:
+                gate.give_back(permit.probe)
+                raise
+        verdict = classify(response.status, response.headers, response.body)
+        if isinstance(verdict, Retriable) and verdict.reason == "rate_limited":
+            self._stats.rate_limited += 1
+            gate.close(verdict.retry_after_s if verdict.retry_after_s is not None else self._pause_s)
+            gate.probe_done(permit.probe, rate_limited=True)
+        else:
+            gate.probe_done(permit.probe, rate_limited=False)
+            if not isinstance(verdict, Reauth):
+                attempts.counted += 1
+        self._note_remaining(response)
+        return Answer(verdict, response), token
+
+    def _note_remaining(self, response: ApiResponse) -> None:
+        if response.headers.get("x-ratelimit-remaining", "").strip() != "0":
+            return
+        self._pacer.server_says_empty(
+            _number(response.headers.get("x-ratelimit-interval")),
+            _number(response.headers.get("x-ratelimit-limit")),
+        )
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,123 @@
+"""The POST of one row: the exactly-once protocol of docs/exactly-once.md, steps 3–5.
+
+`sending` is committed before the request leaves. An answer that leaves the outcome unknown (a
+5xx, a timeout, a dropped connection) is followed by a wallet look-up before anything is sent
+again; only a look-up that finds nothing allows a retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from importer.client import ApiClient
+from importer.journal import Journal
+from importer.models import Outcome, RowStatus
+from importer.planner import create_request
+from importer.prepare import Work
+from importer.retry import Backoff
+from importer.stats import DispatchStats
+from importer.transport import Ok, Retriable, RowRejected
+from importer.wallets import LookupFailed, Rechecker
+
+
+class Creator:
+    def __init__(
+        self,
+        journal: Journal,
+        target: str,
+        run_id: str,
+        client: ApiClient,
+        rechecker: Rechecker,
+        backoff: Backoff,
+        stats: DispatchStats,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._journal = journal
+        self._target = target
+        self._run_id = run_id
+        self._client = client
+        self._rechecker = rechecker
+        self._backoff = backoff
+        self._stats = stats
+        self._sleep = sleep
+
+    def _final(self, work: Work, outcome: Outcome) -> Outcome:
+        self._journal.mark_pairing(self._target, work.key, self._run_id, outcome)
+        return outcome
+
+    async def create(self, work: Work) -> Outcome:
+        request = create_request(work.pairing, work.customer_id)
+        self._journal.mark_sending(self._target, work.key, self._run_id, work.customer_id)
+        attempts = self._client.attempts()
+        while True:
+            answer = await self._client.request(request, attempts, retry_ambiguous=False)
+            verdict = answer.verdict
+            if isinstance(verdict, Ok):
+                body = answer.response.body if answer.response is not None else None
+                data = body.get("data") if isinstance(body, dict) else None
+                cps_id = data.get("id") if isinstance(data, dict) else None
+                status = answer.response.status if answer.response is not None else None
+                return self._final(
+                    work,
+                    Outcome(
+                        RowStatus.CREATED,
+                        cps_id if isinstance(cps_id, str) else None,
+                        work.customer_id,
+                        status,
+                        attempts=attempts.sent,
+                    ),
+                )
+            if isinstance(verdict, RowRejected):
+                return self._final(
+                    work,
+                    Outcome(
+                        RowStatus.FAILED,
+                        None,
+                        work.customer_id,
+                        verdict.http_status,
+                        verdict.code,
+                        verdict.detail,
+                        attempts.sent,
+                    ),
+                )
+            assert isinstance(verdict, Retriable)
+            if verdict.ambiguous:
+                try:
+                    found = await self._rechecker.find(work.customer_id, work.key)
+                except LookupFailed as exc:
+                    # Unknown and uncheckable: the pairing stays `sending`, so the next run
+                    # looks it up before it sends anything.
+                    detail = (
+                        f"{verdict.detail}; the record may exist and the look-up to check it failed "
+                        f"({exc.code}: {exc.detail}); the next run checks again before sending"
+                    )
+                    return Outcome(
+                        RowStatus.FAILED,
+                        None,
+                        work.customer_id,
+                        verdict.http_status,
+                        "OUTCOME_UNKNOWN",
+                        detail,
+                        attempts.sent,
+                    )
+                if found is not None:
+                    self._stats.ambiguous_outcomes += 1
+                    return self._final(
+                        work, Outcome(RowStatus.CREATED, found, work.customer_id, attempts=attempts.sent)
+                    )
+            if not attempts.may_retry():
+                detail = f"{verdict.detail} (gave up after {attempts.sent} attempts)"
+                return self._final(
+                    work,
+                    Outcome(
+                        RowStatus.FAILED,
+                        None,
+                        work.customer_id,
+                        verdict.http_status,
+                        verdict.code,
+                        detail,
+                        attempts.sent,
+                    ),
+                )
+            self._stats.retries += 1
+            await self._sleep(self._backoff.delay(attempts.counted))

@@ -1,0 +1,284 @@
+"""`dispatch()`: settle every open row of a run over the API, exactly once, at the full rate.
+
+    journal.open_rows ─▶ preparer ──(1 prepared chunk)──▶ feeder ──(queue, 2×concurrency)──▶ workers
+                         look-ups for chunk k+1            max_rows, dry run                POST, retry,
+                         while workers POST chunk k                                          re-check
+
+Memory stays flat: at most three chunks and a short queue are held, whatever the file size.
+Every outcome goes to the journal as it happens; the report reads it from there in input order,
+so rows may finish in any order. The POST of a row (create.py) is the exactly-once protocol of
+docs/exactly-once.md: `sending` is committed before the request leaves, and a POST whose answer
+was lost is looked up before it is ever sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from importer.auth import AuthFailed, TokenProvider
+from importer.client import Abort, ApiClient
+from importer.config import Settings
+from importer.create import Creator
+from importer.errors import RunAborted
+from importer.journal import Journal
+from importer.limits import Windows, WindowSpec
+from importer.models import Outcome, Pairing, RowStatus
+from importer.pacing import Pacer, PauseGate
+from importer.prepare import ChunkPreparer, Prepared, Work
+from importer.progress import RunProgress
+from importer.retry import Backoff
+from importer.stats import DispatchStats
+from importer.transport import AiohttpSender, Sender
+from importer.wallets import Rechecker, WalletReader
+
+_DONE = None  # end-of-stream marker in the queues
+
+
+class _Run:
+    """One dispatch: the wiring and the tasks. Built by `dispatch`, used once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        run_id: str,
+        target: str,
+        sender: Sender,
+        *,
+        dry_run: bool,
+        max_rows: int | None,
+        fail_fast: bool,
+        stop: asyncio.Event,
+        progress: RunProgress,
+        stats: DispatchStats,
+    ) -> None:
+        self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
+        self.dry_run, self.max_rows, self.fail_fast, self.stop = dry_run, max_rows, fail_fast, stop
+        self.progress, self.stats = progress, stats
+        rl, retry = settings.rate_limit, settings.retry
+        loop = asyncio.get_running_loop()
+        clock, sleep = loop.time, asyncio.sleep
+        self.backoff = Backoff(retry.base_delay_s, retry.max_delay_s, retry.max_attempts)
+        self.windows = Windows(
+            WindowSpec(
+                rl.burst_limit, rl.burst_window_s, rl.average_limit, rl.average_window_s, rl.safety_margin_s
+            )
+        )
+        self.gate = PauseGate(clock, sleep, on_pause=progress.on_pause, on_resume=progress.on_resume)
+        self.tokens = TokenProvider(sender, settings, stats, clock=clock, sleep=sleep, backoff=self.backoff)
+        self.client = ApiClient(
+            sender,
+            self.tokens,
+            Pacer(self.windows, self.gate, clock, sleep),
+            self.backoff,
+            stats,
+            slots=settings.concurrency,
+            pause_s=rl.burst_window_s,
+            sleep=sleep,
+        )
+        reader = WalletReader(
+            self.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
+        )
+        self.preparer = ChunkPreparer(journal, run_id, target, reader, stats, dry_run=dry_run)
+        self.rechecker = Rechecker(reader)
+        self.creator = Creator(
+            journal, target, run_id, self.client, self.rechecker, self.backoff, stats, sleep
+        )
+        self.chunk_rows = settings.lookups.wallet_batch
+        self.prepared: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
+        self.queue: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=2 * settings.concurrency)
+        self.halt = asyncio.Event()  # stop, fail_fast or abort: take no new rows
+        self.abort: str | None = None
+        self.crash: Exception | None = None  # a bug in a task: re-raised once everything is stopped
+
+    # -- outcomes ---------------------------------------------------------------------------
+    def settle(self, seq: int, outcome: Outcome) -> None:
+        self.journal.set_outcome(self.run_id, seq, outcome)
+        self._count(seq, outcome)
+
+    def _count(self, seq: int, outcome: Outcome) -> None:
+        self.stats.rows_settled += 1
+        self.stats.by_status[outcome.status.value] = self.stats.by_status.get(outcome.status.value, 0) + 1
+        self.progress.settled(seq, outcome)
+        if outcome.status is RowStatus.FAILED and self.fail_fast:
+            self.halt.set()
+
+    def settle_many(self, items: list[tuple[int, Outcome]]) -> None:
+        if items:
+            self.journal.set_many_outcomes(self.run_id, items)
+            for seq, outcome in items:
+                self._count(seq, outcome)
+
+    # -- producer side ----------------------------------------------------------------------
+    async def prepare_chunks(self) -> None:
+        chunk: list[tuple[int, Pairing]] = []
+        for item in self.journal.open_rows(self.run_id):
+            chunk.append(item)
+            if len(chunk) >= self.chunk_rows:
+                await self.prepared.put(await self.preparer.prepare(chunk))
+                chunk = []
+                if self.halt.is_set():
+                    return
+        if chunk:
+            await self.prepared.put(await self.preparer.prepare(chunk))
+        await self.prepared.put(_DONE)
+
+    async def feed(self) -> None:
+        """Settle what look-ups settled, queue the rest; `max_rows` caps the rows that need a POST."""
+        needing_post = 0
+        while (prepared := await self.prepared.get()) is not None and not self.halt.is_set():
+            self.settle_many(prepared.settled)
+            for work in prepared.work:
+                if self.halt.is_set() or (self.max_rows is not None and needing_post >= self.max_rows):
+                    break
+                needing_post += 1
+                if self.dry_run:
+                    self.settle(work.seq, Outcome(RowStatus.WOULD_CREATE, customer_id=work.customer_id))
+                else:
+                    await self.queue.put(work)
+            else:
+                continue
+            break  # max_rows reached (or halted): the rest stays pending
+        for _ in range(self.settings.concurrency):
+            await self.queue.put(_DONE)
+
+    # -- workers ----------------------------------------------------------------------------
+    async def work(self) -> None:
+        while (work := await self.queue.get()) is not None:
+            if self.halt.is_set():
+                continue  # leave it pending: it is reported not_attempted
+            self.settle(work.seq, await self.creator.create(work))
+
+    # -- supervision ------------------------------------------------------------------------
+    async def guarded(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a task; an Abort (or a bug) halts the whole run instead of leaving it hanging."""
+        try:
+            await coro
+        except (Abort, AuthFailed) as exc:
+            self.abort = self.abort or str(exc)
+            self.halt.set()
+        except Exception as exc:
+            self.crash = self.crash or exc
+            self.halt.set()
+
+    async def run(self) -> None:
+        try:
+            await self.tokens.get()  # bad credentials abort before any row is touched
+        except AuthFailed as exc:
+            self.abort = str(exc)
+            return
+        producers = [
+            asyncio.create_task(self.guarded(self.prepare_chunks()), name="importer-prepare"),
+            asyncio.create_task(self.guarded(self.feed()), name="importer-feed"),
+        ]
+        workers = [
+            asyncio.create_task(self.guarded(self.work()), name=f"importer-worker-{i}")
+            for i in range(self.settings.concurrency)
+        ]
+        ticker = asyncio.create_task(self.progress.ticker(), name="importer-progress")
+        stop_watch = asyncio.create_task(self.stop.wait(), name="importer-stop")
+        halt_watch = asyncio.create_task(self.halt.wait(), name="importer-halt")
+        try:
+            done_all: asyncio.Future[list[None]] = asyncio.gather(*workers)
+            watched: set[asyncio.Future[Any]] = {done_all, stop_watch, halt_watch}
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if not done_all.done():
+                # Stop taking rows; in-flight requests get the grace period (none on abort).
+                self.halt.set()
+                for task in producers:
+                    task.cancel()
+                grace = 0.0 if self.abort else self.settings.timeouts.shutdown_grace_s
+                _drain(self.queue, self.settings.concurrency)
+                await asyncio.wait(workers, timeout=grace)
+            for task in (*producers, *workers):
+                task.cancel()  # a POST cut off here leaves its pairing `sending`: settled next run
+            await asyncio.gather(*producers, *workers, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await done_all
+        finally:
+            helpers: list[asyncio.Task[Any]] = [ticker, stop_watch, halt_watch]
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self.rechecker.aclose()
+            await self.gate.aclose()
+            self.stats.paused_s = self.gate.paused_s
+            self.stats.max_window_held = self.windows.max_held()
+        if self.crash is not None:
+            raise self.crash
+
+
+def _drain(queue: asyncio.Queue[Work | None], workers: int) -> None:
+    """Empty the queue (those rows stay pending) and tell every worker to stop."""
+    while True:
+        try:
+            queue.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+    for _ in range(workers):
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(_DONE)
+
+
+async def dispatch(
+    settings: Settings,
+    journal: Journal,
+    run_id: str,
+    *,
+    target: str,
+    dry_run: bool,
+    max_rows: int | None,
+    fail_fast: bool,
+    stop: asyncio.Event,
+    total: int,
+    progress_bar: bool,
+    sender: Sender | None = None,
+) -> DispatchStats:
+    """Settle the run's open rows. Returns the stats; raises RunAborted when the run cannot go on.
+
+    `total` is the number of open rows (`journal.count_open`), for the progress display; 0 means
+    there is nothing to do and nothing is sent. `sender` replaces the aiohttp transport (a
+    benchmark's instrumented one, say); by default the run owns one `AiohttpSender`.
+    """
+    stats = DispatchStats()
+    if total == 0:
+        return stats  # nothing open: no token, no request
+    started = time.monotonic()
+    progress = RunProgress(
+        total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic
+    )
+    base = settings.commercelayer.base_url or target
+    own_sender = sender is None
+    http = sender or AiohttpSender(
+        base,
+        concurrency=settings.concurrency,
+        request_s=settings.timeouts.request_s,
+        connect_s=settings.timeouts.connect_s,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if own_sender:
+            assert isinstance(http, AiohttpSender)
+            await stack.enter_async_context(http)
+        stack.enter_context(progress)
+        run = _Run(
+            settings,
+            journal,
+            run_id,
+            target,
+            http,
+            dry_run=dry_run,
+            max_rows=max_rows,
+            fail_fast=fail_fast,
+            stop=stop,
+            progress=progress,
+            stats=stats,
+        )
+        await run.run()
+    stats.elapsed_s = time.monotonic() - started
+    if run.abort is not None:
+        raise RunAborted(run.abort, stats=stats.as_dict())
+    return stats

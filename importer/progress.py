@@ -1,0 +1,111 @@
+"""What a person sees while rows are dispatched: a rich bar (optional) and structlog events.
+
+Events (always, bar or not): `run.progress` every `progress_interval_s`, one `row.failed` per
+failed row, and `run.paused` / `run.resumed` around every 429 pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from importer.models import Outcome, RowStatus
+
+log = structlog.get_logger("importer")
+
+
+class RunProgress:
+    def __init__(self, total: int, *, interval_s: float, bar: bool, clock: Callable[[], float]) -> None:
+        self.total = total
+        self.interval_s = interval_s
+        self._clock = clock
+        self._started = clock()
+        self.counts: Counter[str] = Counter()
+        self.done = 0
+        self.paused = False
+        self._bar: Progress | None = None
+        self._task: Any = None
+        if bar:
+            self._bar = Progress(
+                TextColumn("[bold]importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("created {task.fields[created]}  failed {task.fields[failed]}"),
+                TextColumn("{task.fields[rate]:.1f} rows/s"),
+                TimeRemainingColumn(),
+                TextColumn("[yellow]{task.fields[note]}"),
+                console=Console(stderr=True),
+                transient=False,
+            )
+
+    def __enter__(self) -> RunProgress:
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task("rows", total=self.total, created=0, failed=0, rate=0.0, note="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._refresh()
+            self._bar.stop()
+
+    @property
+    def rate(self) -> float:
+        elapsed = self._clock() - self._started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def settled(self, seq: int, outcome: Outcome) -> None:
+        self.done += 1
+        self.counts[outcome.status.value] += 1
+        if outcome.status is RowStatus.FAILED:
+            log.warning(
+                "row.failed",
+                seq=seq,
+                error_code=outcome.error_code,
+                http_status=outcome.http_status,
+                detail=outcome.error_detail,
+            )
+        self._refresh()
+
+    def on_pause(self, pause_s: float) -> None:
+        self.paused = True
+        log.warning("run.paused", reason="429", pause_s=round(pause_s, 3))
+        self._refresh()
+
+    def on_resume(self, paused_s: float) -> None:
+        self.paused = False
+        log.info("run.resumed", paused_s=round(paused_s, 3))
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self._bar is None or self._task is None:
+            return
+        self._bar.update(
+            self._task,
+            completed=self.done,
+            created=self.counts[RowStatus.CREATED.value],
+            failed=self.counts[RowStatus.FAILED.value],
+            rate=self.rate,
+            note="paused (429)" if self.paused else "",
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "done": self.done,
+            "total": self.total,
+            "rows_per_s": round(self.rate, 2),
+            "paused": self.paused,
+            **dict(sorted(self.counts.items())),
+        }
+
+    async def ticker(self) -> None:
+        """Log `run.progress` every interval until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval_s)
+            log.info("run.progress", **self.snapshot())

@@ -1,0 +1,48 @@
+"""What a run cost and achieved over the API: the numbers summary.json and the bench report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    """Counters bumped by the client, the token provider and the dispatcher (one event loop)."""
+
+    requests: int = 0  # every HTTP request, token requests included
+    posts: int = 0  # POST /api/customer_payment_sources, retries included
+    lookup_requests: int = 0  # every GET (email resolution, wallet look-ups, ambiguity checks)
+    retries: int = 0  # requests sent again after a 429, 5xx, timeout or dropped connection
+    rate_limited: int = 0  # 429 answers received
+    tokens_fetched: int = 0
+    reauths: int = 0  # 401 INVALID_TOKEN answers that made us fetch a new token
+    paused_s: float = 0.0  # time the 429 gate was closed
+    elapsed_s: float = 0.0
+    rows_settled: int = 0
+    ambiguous_outcomes: int = 0  # POSTs with an unknown outcome, settled by a look-up
+    by_status: dict[str, int] = field(default_factory=dict)
+    max_window_held: dict[str, int] = field(default_factory=dict)  # client-side, for the bench
+
+    @property
+    def throughput_rows_per_s(self) -> float:
+        return self.rows_settled / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def lookups_per_100_rows(self) -> float:
+        return 100.0 * self.lookup_requests / self.rows_settled if self.rows_settled else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "posts": self.posts,
+            "lookup_requests": self.lookup_requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "tokens_fetched": self.tokens_fetched,
+            "paused_s": round(self.paused_s, 3),
+            "throughput_rows_per_s": round(self.throughput_rows_per_s, 3),
+            "rows_settled": self.rows_settled,
+            "ambiguous_outcomes": self.ambiguous_outcomes,
+            "lookups_per_100_rows": round(self.lookups_per_100_rows, 2),
+        }

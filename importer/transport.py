@@ -1,0 +1,240 @@
+"""The one network seam: requests and responses as values, `classify`, and `AiohttpSender`.
+
+`classify(status, headers, body)` is pure and decides what an answer calls for:
+
+    Ok           2xx
+    Reauth       401 INVALID_TOKEN: the token expired or was revoked; get one new token, resend
+    Retriable    429, 408, 5xx, timeouts, dropped connections; `ambiguous` when a POST may have
+                 been committed anyway (5xx, timeout, drop), so it must be looked up before a resend
+    RowRejected  3xx (never followed: the token must not go to another host) and other 4xx; the
+                 row fails with the API's code and detail, and is never retried
+    Fatal        other 401s and 403: these credentials may not do this; the run cannot go on
+
+`AiohttpSender` owns the single `ClientSession` of a run. It never logs, and the Authorization
+header it builds lives only inside `send`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+from yarl import URL
+
+JSONAPI = "application/vnd.api+json"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """One request to the Core API. `query` is already percent-encoded (no leading `?`)."""
+
+    method: str
+    path: str
+    query: str = ""
+    body: Mapping[str, Any] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The rate-limit endpoint: method + path, without the query."""
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResponse:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: Any  # parsed JSON, or None when the body is empty or not JSON
+
+
+class TransportFailure(Exception):
+    """No HTTP answer. `kind`: `connect` (never reached the server), `timeout` or `connection`
+    (the request may have been received and processed)."""
+
+    def __init__(self, kind: str, what: str) -> None:
+        super().__init__(f"{kind}: {what}")
+        self.kind = kind
+        self.what = what
+
+
+# -- classification (pure) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Reauth:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Retriable:
+    reason: str  # rate_limited | server_error | timeout | connection
+    http_status: int | None
+    code: str
+    detail: str
+    ambiguous: bool = False
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowRejected:
+    http_status: int
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    http_status: int | None
+    code: str
+    detail: str
+
+
+Verdict = Ok | Reauth | Retriable | RowRejected | Fatal
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """`Retry-After` in seconds. An HTTP-date form is ignored (no wall clock here): the caller
+    then pauses for one burst window, which is what a 429 without the header gets anyway."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def error_parts(body: Any, status: int) -> tuple[str, str]:
+    """(code, detail) from a JSON:API errors body: `detail (at <pointer>)`, several joined by `; `."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors or not all(isinstance(e, dict) for e in errors):
+        return f"HTTP_{status}", f"HTTP {status} from the API, without a JSON:API errors body"
+    details = []
+    for err in errors:
+        text = str(err.get("detail") or err.get("title") or "")
+        source = err.get("source")
+        pointer = source.get("pointer") if isinstance(source, dict) else None
+        details.append(f"{text} (at {pointer})" if pointer else text)
+    return str(errors[0].get("code") or f"HTTP_{status}"), "; ".join(details)
+
+
+def classify(status: int, headers: Mapping[str, str], body: Any) -> Verdict:
+    if 200 <= status < 300:
+        return Ok()
+    if 300 <= status < 400:
+        host = urlsplit(headers.get("location", "")).hostname or "an unnamed location"
+        return RowRejected(
+            status,
+            "REDIRECT",
+            f"the API answered {status} redirecting to {host}; not followed, so the access token is "
+            "not sent there; check commercelayer.base_url",
+        )
+    code, detail = error_parts(body, status)
+    if status == 401 and code == "INVALID_TOKEN":
+        return Reauth()
+    if status in (401, 403):
+        return Fatal(status, code, detail)
+    if status == 429:
+        return Retriable("rate_limited", status, code, detail, retry_after_s=retry_after(headers))
+    if status == 408:  # the server gave up waiting for our request: it did not process it
+        return Retriable("timeout", status, code, detail)
+    if status >= 500:
+        return Retriable("server_error", status, code, detail, ambiguous=True)
+    return RowRejected(status, code, detail)
+
+
+def classify_failure(failure: TransportFailure) -> Retriable:
+    if failure.kind == "connect":
+        return Retriable(
+            "connection", None, "CONNECTION_FAILED", f"could not connect to the API ({failure.what})"
+        )
+    if failure.kind == "timeout":
+        return Retriable("timeout", None, "TIMEOUT", "no answer from the API in time", ambiguous=True)
+    return Retriable(
+        "connection", None, "CONNECTION_DROPPED", f"the connection dropped ({failure.what})", ambiguous=True
+    )
+
+
+# -- the sender ---------------------------------------------------------------------------------
+
+
+class Sender(Protocol):
+    async def send(self, request: ApiRequest, token: str) -> ApiResponse: ...
+
+    async def post_token(self, url: str, body: Mapping[str, Any]) -> ApiResponse: ...
+
+
+def _parse(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+class AiohttpSender:
+    """Owns the run's only ClientSession: a pool of `concurrency` connections, config timeouts."""
+
+    def __init__(self, base_url: str, *, concurrency: int, request_s: float, connect_s: float) -> None:
+        self._base = base_url.rstrip("/")
+        self._concurrency = concurrency
+        self._timeout = aiohttp.ClientTimeout(total=request_s, sock_connect=connect_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AiohttpSender:
+        connector = aiohttp.TCPConnector(limit=self._concurrency)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def url(self, request: ApiRequest) -> URL:
+        text = self._base + request.path + (f"?{request.query}" if request.query else "")
+        return URL(text, encoded=True)
+
+    async def send(self, request: ApiRequest, token: str) -> ApiResponse:
+        headers = {"Accept": JSONAPI, "Authorization": f"Bearer {token}"}
+        data = None
+        if request.body is not None:
+            headers["Content-Type"] = JSONAPI
+            data = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False).encode()
+        return await self._request(request.method, self.url(request), headers, data)
+
+    async def post_token(self, url: str, body: Mapping[str, Any]) -> ApiResponse:
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        return await self._request("POST", URL(url), headers, json.dumps(body).encode())
+
+    async def _request(
+        self, method: str, url: URL, headers: dict[str, str], data: bytes | None
+    ) -> ApiResponse:
+        if self._session is None:
+            raise RuntimeError("AiohttpSender used outside `async with`")
+        try:
+            # allow_redirects=False: a redirect would carry the Authorization header elsewhere.
+            async with self._session.request(
+                method, url, headers=headers, data=data, allow_redirects=False
+            ) as resp:
+                raw = await resp.read()
+                return ApiResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()}, _parse(raw))
+        except TimeoutError:
+            raise TransportFailure("timeout", f"{method} {url.path}") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportFailure("connect", f"{exc.host}:{exc.port}") from None
+        except aiohttp.ClientError as exc:
+            raise TransportFailure("connection", type(exc).__name__) from None

@@ -1,0 +1,104 @@
+"""The shared 429 gate and the pacer, on a fake clock (no real waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from importer.limits import Windows, WindowSpec
+from importer.pacing import Pacer, PauseGate
+
+
+class FakeTime:
+    """A clock whose sleeps advance it; each sleep also yields to the loop."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+async def settle(rounds: int = 20) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+async def test_gate_pauses_everyone_then_lets_one_probe_through() -> None:
+    t = FakeTime()
+    events: list[str] = []
+    gate = PauseGate(
+        t.clock,
+        t.sleep,
+        on_pause=lambda s: events.append(f"pause {s}"),
+        on_resume=lambda s: events.append(f"resume {s}"),
+    )
+    gate.close(2.0)
+    entered: list[int | None] = []
+
+    async def enter() -> None:
+        entered.append(await gate.enter())
+
+    waiters = [asyncio.create_task(enter()) for _ in range(5)]
+    await settle()
+    # The timer slept the pause away; exactly one waiter became the probe.
+    assert t.now == 2.0
+    assert len(entered) == 1 and entered[0] is not None
+    gate.probe_done(entered[0], rate_limited=False)
+    await settle()
+    assert entered[1:] == [None] * 4  # everyone else goes once the probe got through
+    assert events == ["pause 2.0", "resume 2.0"]
+    assert gate.paused_s == 2.0 and gate.pauses == 1 and gate.consecutive == 0
+    await asyncio.gather(*waiters)
+    await gate.aclose()
+
+
+async def test_a_429_to_the_probe_closes_the_gate_again() -> None:
+    t = FakeTime()
+    gate = PauseGate(t.clock, t.sleep)
+    gate.close(1.0)
+    probe = await gate.enter()
+    gate.close(1.0)  # the probe got a 429: the client closes first …
+    gate.probe_done(probe, rate_limited=True)  # … so this report is for an old generation
+    assert not gate.is_open and gate.consecutive == 2
+    second = await gate.enter()
+    assert second is not None and second != probe and t.now == 2.0
+    gate.probe_done(second, rate_limited=False)
+    assert gate.is_open
+    await gate.aclose()
+
+
+async def test_a_cancelled_probe_hands_the_role_on() -> None:
+    t = FakeTime()
+    gate = PauseGate(t.clock, t.sleep)
+    gate.close(1.0)
+    probe = await gate.enter()
+    gate.give_back(probe)
+    assert await gate.enter() == probe  # same generation, another caller
+    await gate.aclose()
+
+
+async def test_pacer_stamps_at_admission_and_waits_for_room() -> None:
+    t = FakeTime()
+    windows = Windows(WindowSpec(2, 1.0, 100, 60.0, 0.0))
+    pacer = Pacer(windows, PauseGate(t.clock, t.sleep), t.clock, t.sleep)
+    stamps = []
+    for _ in range(5):
+        await pacer.admit("POST /x")
+        stamps.append(t.now)
+    assert stamps == [0.0, 0.0, 1.0, 1.0, 2.0]
+
+
+async def test_server_says_empty_holds_one_slot() -> None:
+    t = FakeTime()
+    windows = Windows(WindowSpec(50, 10.0, 100, 60.0, 0.0))
+    pacer = Pacer(windows, PauseGate(t.clock, t.sleep), t.clock, t.sleep)
+    pacer.server_says_empty(60.0, 100.0)
+    await pacer.admit("GET /x")
+    assert t.now == 0.6
+    pacer.server_says_empty(None, None)  # no headers: the slot comes from our settings
+    await pacer.admit("GET /x")
+    assert t.now == 1.2
