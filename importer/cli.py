@@ -7,7 +7,9 @@ anything else is a bug and is logged with its traceback (exit 2 would hide it, s
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from importer.sandbox.cli import run as run_sandbox
 
         return run_sandbox(args)
+    previous = _sigterm_as_interrupt()
+    try:
+        return _dispatch_command(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a scheduler stopping the job) means what Ctrl-C means: stop cleanly, exit 130.
+    The run's own async phase installs loop handlers on top of this one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _dispatch_command(args: argparse.Namespace) -> int:
     level = 20 - 10 * min(args.verbose, 1) + 10 * min(args.quiet, 2)
     configure_logging(fmt=args.log_format, level=level)
     log = structlog.get_logger("importer")

@@ -5,6 +5,7 @@
     ├── ConfigError      (exit 2) config.yaml / environment: names the key and the fix
     ├── SourceError      (exit 2) an input file that cannot be read: names the file and the fix
     ├── PreflightError   (exit 2) report dir or journal not writable, invalid-row ratio exceeded …
+    ├── Interrupted      (exit 130) Ctrl-C/SIGTERM before anything was sent
     └── RunAborted       (exit 3) the run cannot go on (bad credentials, API refuses us); rows
                                   not yet sent are reported `not_attempted`
 
@@ -47,6 +48,12 @@ class SourceError(ImporterError):
 
 class PreflightError(ImporterError):
     exit_code = EXIT_USAGE
+
+
+class Interrupted(ImporterError):
+    """Ctrl-C or SIGTERM before any request could be sent (e.g. while reading the input)."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class RunAborted(ImporterError):

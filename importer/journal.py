@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     command TEXT NOT NULL,
     target TEXT NOT NULL,
     inputs_fingerprint TEXT NOT NULL,
-    state TEXT NOT NULL,              -- running | finished | aborted | interrupted
+    state TEXT NOT NULL,              -- running | finished | aborted | interrupted | abandoned
+    intake_done INTEGER NOT NULL DEFAULT 0,  -- every input row is in `rows`
     started_at TEXT NOT NULL,
     finished_at TEXT,
     summary_json TEXT
@@ -174,6 +175,9 @@ class Journal:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(SCHEMA)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+            if "intake_done" not in columns:  # a journal from before 0.1.0's resume fix
+                conn.execute("ALTER TABLE runs ADD COLUMN intake_done INTEGER NOT NULL DEFAULT 1")
         except (OSError, sqlite3.Error) as exc:
             raise PreflightError(
                 f"journal {path} cannot be opened for writing ({exc}); "
@@ -202,16 +206,34 @@ class Journal:
         )
 
     def resumable_run(self, *, command: str, target: str, inputs_fingerprint: str) -> RunInfo | None:
-        """The newest run of the same inputs against the same API that did not finish."""
+        """The newest run of the same inputs against the same API that did not finish.
+
+        Only a run whose intake completed can be resumed: one killed while reading the files
+        has only some of the rows, and nothing of it was sent yet, so it is started afresh.
+        """
         row = self._conn.execute(
             "SELECT run_id, command, target, inputs_fingerprint, state, started_at, finished_at FROM runs"
-            " WHERE command=? AND target=? AND inputs_fingerprint=? ORDER BY started_at DESC, rowid DESC"
-            " LIMIT 1",
+            " WHERE command=? AND target=? AND inputs_fingerprint=? AND intake_done=1"
+            " ORDER BY started_at DESC, rowid DESC LIMIT 1",
             (command, target, inputs_fingerprint),
         ).fetchone()
         if row is None or row[4] == "finished":
             return None
         return RunInfo(*row)
+
+    def mark_intake_done(self, run_id: str) -> None:
+        self._conn.execute("UPDATE runs SET intake_done=1 WHERE run_id=?", (run_id,))
+
+    def abandon_partial_intakes(self) -> int:
+        """Drop the rows of runs killed while reading their input (nothing of them was sent)."""
+        with self._tx():
+            runs = [r[0] for r in self._conn.execute(
+                "SELECT run_id FROM runs WHERE intake_done=0 AND state IN ('running', 'interrupted')"
+            ).fetchall()]
+            for run_id in runs:
+                self._conn.execute("DELETE FROM rows WHERE run_id=?", (run_id,))
+                self._conn.execute("UPDATE runs SET state='abandoned' WHERE run_id=?", (run_id,))
+        return len(runs)
 
     def run_info(self, run_id: str | None = None) -> RunInfo | None:
         sql = "SELECT run_id, command, target, inputs_fingerprint, state, started_at, finished_at FROM runs"

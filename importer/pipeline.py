@@ -29,6 +29,7 @@ from importer.errors import (
     EXIT_ROWS_FAILED,
     EXIT_USAGE,
     ConfigError,
+    Interrupted,
     PreflightError,
     RunAborted,
 )
@@ -81,9 +82,10 @@ def ensure_writable_dir(path: Path) -> None:
         ) from None
 
 
-def inputs_fingerprint(loader: Loader) -> str:
-    """Identifies "the same input" for resume: the files' names and contents."""
+def inputs_fingerprint(loader: Loader, sheets: Sequence[str] | None = None) -> str:
+    """Identifies "the same input" for resume: the files' names and contents, and which sheets."""
     h = hashlib.sha256()
+    h.update(repr(sorted(sheets) if sheets else None).encode())
     for path in loader.files():
         h.update(path.encode())
         h.update(_sha256_file(path).encode())
@@ -152,8 +154,6 @@ def execute(settings: Settings, opts: RunOptions) -> Outcome:
     defaults = Defaults(
         reference_origin=settings.defaults.reference_origin, metadata=dict(settings.defaults.metadata)
     )
-    log.info("run.start", command=opts.command, inputs=list(opts.inputs), report_dir=str(report_dir),
-             dry_run=opts.dry_run, config=settings.public_dict())
 
     if opts.command == "validate" or opts.dry_run:
         # validate and dry runs keep their rows in a throw-away journal: same code path,
@@ -181,16 +181,23 @@ def _execute_with(
     target = settings.commercelayer.base_url or ""
     if opts.command == "run":
         require_credentials(settings)
-    fingerprint = inputs_fingerprint(loader)
+    fingerprint = inputs_fingerprint(loader, opts.sheets)
     resumed = None
     if opts.command == "run" and not opts.dry_run:
         resumed = journal.resumable_run(command="run", target=target, inputs_fingerprint=fingerprint)
-    if resumed is not None and journal.has_rows(resumed.run_id):
+        if resumed is not None and not journal.has_rows(resumed.run_id):
+            resumed = None
+    if resumed is not None:
+        # Every event of a resumed run, run.start included, carries the id its report is named for.
         run_id = resumed.run_id
         opts = replace(opts, run_id=run_id)
+        structlog.contextvars.bind_contextvars(run_id=run_id)
         if opts.report_dir is None:
             report_dir = default_report_dir(run_id)
             ensure_writable_dir(report_dir)
+    log.info("run.start", command=opts.command, inputs=list(opts.inputs), report_dir=str(report_dir),
+             dry_run=opts.dry_run, resumed=resumed is not None, config=settings.public_dict())
+    if resumed is not None:
         journal.reopen_run(run_id)
         # Re-read the files for their stats; rows come from the journal, as first read.
         for _ in loader:
@@ -198,8 +205,17 @@ def _execute_with(
         log.info("run.resume", resumed_run_id=run_id, started_at=resumed.started_at)
         counts = None
     else:
+        if opts.command == "run" and not opts.dry_run and journal.abandon_partial_intakes():
+            log.info("run.partial_intake_dropped", reason="a run was stopped while reading its input")
         journal.start_run(run_id, command=opts.command, target=target, inputs_fingerprint=fingerprint)
-        counts = intake(loader, journal, run_id, defaults)
+        try:
+            counts = intake(loader, journal, run_id, defaults)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli.py turns it into the same)
+            journal.finish_run(run_id, "interrupted")  # intake not done: never resumed, dropped later
+            raise Interrupted(
+                "interrupted while reading the input; nothing was sent. Run the same command again"
+            ) from None
+        journal.mark_intake_done(run_id)
         log.info("input.read", rows=counts.rows_total, valid=counts.valid, invalid=counts.invalid,
                  duplicate_in_file=counts.duplicate_in_file, rows_skipped_blank=loader.rows_skipped_blank)
 

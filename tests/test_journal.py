@@ -192,6 +192,9 @@ def test_pairing_state_survives_reopen(tmp_path: Path) -> None:
 
 
 def test_resumable_run(journal: Journal) -> None:
+    # A run killed while its input was still being read has only part of its rows: not resumable.
+    assert journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="fp1") is None
+    journal.mark_intake_done(RUN)
     assert journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="fp1") is not None
     assert journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="other") is None
     assert journal.resumable_run(command="run", target="http://127.0.0.1:1", inputs_fingerprint="fp1") is None
@@ -210,6 +213,7 @@ def test_resumable_run(journal: Journal) -> None:
 def test_resumable_run_is_the_newest(journal: Journal) -> None:
     journal.finish_run(RUN, "aborted")
     journal.start_run("run-b", command="run", target=TARGET, inputs_fingerprint="fp1")
+    journal.mark_intake_done("run-b")
     info = journal.resumable_run(command="run", target=TARGET, inputs_fingerprint="fp1")
     assert info is not None and info.run_id == "run-b"
     journal.finish_run("run-b", "finished")
@@ -247,3 +251,14 @@ def test_first_with_key_ignores_invalid_and_duplicates(journal: Journal) -> None
     journal.add_rows(RUN, [dup, (1, "b.csv", "S", 7, "{}", p.key(), p.to_json(), "pending", None, None)])
     assert journal.first_with_key(RUN, p.key()) == ("b.csv", "S", 7)
     assert journal.first_with_key(RUN, "missing") is None
+
+
+def test_partial_intake_is_abandoned_with_its_rows(journal: Journal) -> None:
+    """A run killed mid-intake sent nothing; its partial rows are dropped, the next run starts afresh."""
+    journal.add_rows(RUN, [(99, "a.csv", "", 100, "{}", "k99", None, "pending", None, None)])
+    assert journal.has_rows(RUN)
+    assert journal.abandon_partial_intakes() == 1
+    assert not journal.has_rows(RUN)
+    info = journal.run_info(RUN)
+    assert info is not None and info.state == "abandoned"
+    assert journal.abandon_partial_intakes() == 0
