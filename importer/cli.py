@@ -26,7 +26,9 @@ EXIT_BUG = 70
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="CSV/TSV/TXT/XLSX/XLSM/XLS/ODS file or folder")
     p.add_argument("-c", "--config", metavar="FILE", help="config.yaml (default: ./config.yaml if present)")
-    p.add_argument("--report-dir", metavar="DIR", help="where to write the report (default reports/<run-id>/)")
+    p.add_argument(
+        "--report-dir", metavar="DIR", help="where to write the report (default reports/<run-id>/)"
+    )
     p.add_argument("--sheet", action="append", metavar="NAME", help="read only this sheet (repeatable)")
     _logging_flags(p)
 
@@ -120,7 +122,8 @@ def _dispatch_command(args: argparse.Namespace) -> int:
         handler: Any = getattr(commands, f"cmd_{args.command}")
         return int(handler(args, _config_path(args)))
     except ImporterError as exc:
-        log.error("run.error", error=str(exc), exit_code=exc.exit_code)
+        # An expected, explained failure: the message is the whole story, a traceback would bury it.
+        log.error("run.error", error=str(exc), exit_code=exc.exit_code)  # noqa: TRY400
         print(f"importer: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -171,7 +171,9 @@ def _expand(value: Any, where: str, env: Mapping[str, str]) -> Any:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in env:
-            raise ConfigError(f"config key {where}: environment variable {name} is not set; export it or edit the value")
+            raise ConfigError(
+                f"config key {where}: environment variable {name} is not set; export it or edit the value"
+            )
         return env[name]
 
     return _VAR.sub(sub, value)
@@ -207,7 +209,9 @@ def load_settings(
         except FileNotFoundError:
             raise ConfigError(f"config file {path} not found; pass -c with the path to config.yaml") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} cannot be read ({exc.__class__.__name__}); check it is UTF-8 text") from None
+            raise ConfigError(
+                f"config file {path} cannot be read ({exc.__class__.__name__}); check it is UTF-8 text"
+            ) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -217,7 +221,9 @@ def load_settings(
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must be a mapping of keys (commercelayer:, rate_limit:, …)")
+            raise ConfigError(
+                f"config file {path} must be a mapping of keys (commercelayer:, rate_limit:, …)"
+            )
         raw_secret = (loaded.get("commercelayer") or {}).get("client_secret")
         if isinstance(raw_secret, str) and raw_secret and not _VAR.search(raw_secret):
             mode = p.stat().st_mode

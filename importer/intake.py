@@ -58,8 +58,20 @@ def intake(
         checked = validate_row(row, defaults)
         if isinstance(checked, list):
             counts.invalid += 1
-            batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, None, None,
-                          RowStatus.INVALID.value, "INVALID_ROW", "; ".join(checked)))
+            batch.append(
+                (
+                    seq,
+                    row.source_file,
+                    row.sheet,
+                    row.row_number,
+                    raw_json,
+                    None,
+                    None,
+                    RowStatus.INVALID.value,
+                    "INVALID_ROW",
+                    "; ".join(checked),
+                )
+            )
         else:
             key = checked.key()
             first = pending_keys.get(key)
@@ -68,14 +80,37 @@ def intake(
                 first = _where(*hit) if hit else None
             if first is not None:
                 counts.duplicate_in_file += 1
-                batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key,
-                              checked.to_json(), RowStatus.DUPLICATE_IN_FILE.value, "DUPLICATE_IN_FILE",
-                              f"same pairing as {first}"))
+                batch.append(
+                    (
+                        seq,
+                        row.source_file,
+                        row.sheet,
+                        row.row_number,
+                        raw_json,
+                        key,
+                        checked.to_json(),
+                        RowStatus.DUPLICATE_IN_FILE.value,
+                        "DUPLICATE_IN_FILE",
+                        f"same pairing as {first}",
+                    )
+                )
             else:
                 counts.valid += 1
                 pending_keys[key] = _where(row.source_file, row.sheet, row.row_number)
-                batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key,
-                              checked.to_json(), "pending", None, None))
+                batch.append(
+                    (
+                        seq,
+                        row.source_file,
+                        row.sheet,
+                        row.row_number,
+                        raw_json,
+                        key,
+                        checked.to_json(),
+                        "pending",
+                        None,
+                        None,
+                    )
+                )
         if len(batch) >= batch_size:
             flush()
     if batch:

@@ -227,9 +227,12 @@ class Journal:
     def abandon_partial_intakes(self) -> int:
         """Drop the rows of runs killed while reading their input (nothing of them was sent)."""
         with self._tx():
-            runs = [r[0] for r in self._conn.execute(
-                "SELECT run_id FROM runs WHERE intake_done=0 AND state IN ('running', 'interrupted')"
-            ).fetchall()]
+            runs = [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT run_id FROM runs WHERE intake_done=0 AND state IN ('running', 'interrupted')"
+                ).fetchall()
+            ]
             for run_id in runs:
                 self._conn.execute("DELETE FROM rows WHERE run_id=?", (run_id,))
                 self._conn.execute("UPDATE runs SET state='abandoned' WHERE run_id=?", (run_id,))
@@ -302,7 +305,9 @@ class Journal:
         )
 
     def has_rows(self, run_id: str) -> bool:
-        return self._conn.execute("SELECT 1 FROM rows WHERE run_id=? LIMIT 1", (run_id,)).fetchone() is not None
+        return (
+            self._conn.execute("SELECT 1 FROM rows WHERE run_id=? LIMIT 1", (run_id,)).fetchone() is not None
+        )
 
     # -- dispatch ---------------------------------------------------------------------------
     def open_rows(self, run_id: str, batch: int = 500) -> Iterator[tuple[int, Pairing]]:
@@ -354,7 +359,15 @@ class Journal:
             " run_id, updated_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT (target, pairing_key) DO UPDATE SET"
             " state=excluded.state, customer_payment_source_id=excluded.customer_payment_source_id,"
             " customer_id=excluded.customer_id, run_id=excluded.run_id, updated_at=excluded.updated_at",
-            (target, pairing_key, state, outcome.customer_payment_source_id, outcome.customer_id, run_id, _now()),
+            (
+                target,
+                pairing_key,
+                state,
+                outcome.customer_payment_source_id,
+                outcome.customer_id,
+                run_id,
+                _now(),
+            ),
         )
 
     def set_outcome(self, run_id: str, seq: int, outcome: Outcome) -> None:

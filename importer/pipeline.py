@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import signal
 import tempfile
 import time
@@ -78,7 +77,8 @@ def ensure_writable_dir(path: Path) -> None:
             pass
     except OSError as exc:
         raise PreflightError(
-            f"report dir {path} is not writable ({exc.strerror or exc}); pass --report-dir with a writable folder"
+            f"report dir {path} is not writable ({exc.strerror or exc}); "
+            "pass --report-dir with a writable folder"
         ) from None
 
 
@@ -104,7 +104,7 @@ def _sha256_file(path: str) -> str:
 def _scratch_journal() -> Iterator[Journal]:
     """`validate` keeps its rows in a throw-away journal: same code path, nothing left behind."""
     with tempfile.TemporaryDirectory(prefix="importer-validate-") as tmp:
-        journal = Journal.open(os.path.join(tmp, "rows.sqlite"))
+        journal = Journal.open(Path(tmp) / "rows.sqlite")
         try:
             yield journal
         finally:
@@ -121,7 +121,12 @@ def exit_code_for(counts: dict[str, int]) -> int:
 
 
 def _base_summary(
-    settings: Settings, opts: RunOptions, loader: Loader, counts: dict[str, int], started: float, started_at: str
+    settings: Settings,
+    opts: RunOptions,
+    loader: Loader,
+    counts: dict[str, int],
+    started: float,
+    started_at: str,
 ) -> dict[str, Any]:
     return {
         "run_id": opts.run_id,
@@ -134,8 +139,15 @@ def _base_summary(
         "rows_skipped_blank": loader.rows_skipped_blank,
         "counts": {s.value: counts.get(s.value, 0) for s in RowStatus},
         "files": [
-            {"path": f.path, "sha256": f.sha256, "format": str(f.format), "sheets": list(f.sheets),
-             "sheets_skipped": list(f.sheets_skipped), "rows": f.rows, "blank_rows": f.blank_rows}
+            {
+                "path": f.path,
+                "sha256": f.sha256,
+                "format": str(f.format),
+                "sheets": list(f.sheets),
+                "sheets_skipped": list(f.sheets_skipped),
+                "rows": f.rows,
+                "blank_rows": f.blank_rows,
+            }
             for f in loader.file_infos
         ],
         "config_fingerprint": settings.fingerprint(),
@@ -195,8 +207,15 @@ def _execute_with(
         if opts.report_dir is None:
             report_dir = default_report_dir(run_id)
             ensure_writable_dir(report_dir)
-    log.info("run.start", command=opts.command, inputs=list(opts.inputs), report_dir=str(report_dir),
-             dry_run=opts.dry_run, resumed=resumed is not None, config=settings.public_dict())
+    log.info(
+        "run.start",
+        command=opts.command,
+        inputs=list(opts.inputs),
+        report_dir=str(report_dir),
+        dry_run=opts.dry_run,
+        resumed=resumed is not None,
+        config=settings.public_dict(),
+    )
     if resumed is not None:
         journal.reopen_run(run_id)
         # Re-read the files for their stats; rows come from the journal, as first read.
@@ -216,8 +235,14 @@ def _execute_with(
                 "interrupted while reading the input; nothing was sent. Run the same command again"
             ) from None
         journal.mark_intake_done(run_id)
-        log.info("input.read", rows=counts.rows_total, valid=counts.valid, invalid=counts.invalid,
-                 duplicate_in_file=counts.duplicate_in_file, rows_skipped_blank=loader.rows_skipped_blank)
+        log.info(
+            "input.read",
+            rows=counts.rows_total,
+            valid=counts.valid,
+            invalid=counts.invalid,
+            duplicate_in_file=counts.duplicate_in_file,
+            rows_skipped_blank=loader.rows_skipped_blank,
+        )
 
     stats: dict[str, Any] = {}
     message: str | None = None
@@ -225,12 +250,14 @@ def _execute_with(
     exit_code: int | None = None
     if counts is not None and counts.rows_total and counts.invalid_ratio > settings.max_invalid_ratio:
         message = (
-            f"{counts.invalid} of {counts.rows_total} rows are invalid ({counts.invalid_ratio:.0%}), more than "
-            f"max_invalid_ratio {settings.max_invalid_ratio:.0%}; nothing was sent. Fix the rows listed in "
-            "failures.csv, or raise max_invalid_ratio"
+            f"{counts.invalid} of {counts.rows_total} rows are invalid ({counts.invalid_ratio:.0%}), "
+            f"more than max_invalid_ratio {settings.max_invalid_ratio:.0%}; nothing was sent. "
+            "Fix the rows listed in failures.csv, or raise max_invalid_ratio"
         )
         exit_code, state = EXIT_USAGE, "aborted"
-        journal.mark_unsettled(run_id, RowStatus.NOT_ATTEMPTED, "not sent: too many invalid rows in the input")
+        journal.mark_unsettled(
+            run_id, RowStatus.NOT_ATTEMPTED, "not sent: too many invalid rows in the input"
+        )
     elif opts.command == "validate":
         journal.mark_unsettled(run_id, RowStatus.VALID, None)
     else:
@@ -239,18 +266,32 @@ def _execute_with(
         stop = asyncio.Event()
         total = journal.count_open(run_id)
         try:
-            result = asyncio.run(_dispatch_with_signals(dispatch, settings, journal, run_id, target, opts, stop, total))
+            result = asyncio.run(
+                _dispatch_with_signals(dispatch, settings, journal, run_id, target, opts, stop, total)
+            )
             stats = result.as_dict()
             if stop.is_set():
                 exit_code, state = EXIT_INTERRUPTED, "interrupted"
-                message = "interrupted: in-flight requests finished, the rest are not_attempted; run again to resume"
+                message = (
+                    "interrupted: in-flight requests finished, the rest are not_attempted; "
+                    "run again to resume"
+                )
         except RunAborted as exc:
             exit_code, state, message = EXIT_ABORTED, "aborted", str(exc)
             stats = dict(exc.stats)
         journal.mark_unsettled(
-            run_id, RowStatus.NOT_ATTEMPTED,
-            "not sent: " + ("run aborted" if state == "aborted" else "run interrupted" if state == "interrupted"
-                            else "beyond --max-rows" if opts.max_rows is not None else "run stopped early"),
+            run_id,
+            RowStatus.NOT_ATTEMPTED,
+            "not sent: "
+            + (
+                "run aborted"
+                if state == "aborted"
+                else "run interrupted"
+                if state == "interrupted"
+                else "beyond --max-rows"
+                if opts.max_rows is not None
+                else "run stopped early"
+            ),
         )
 
     row_counts = journal.count_rows(run_id)
@@ -265,15 +306,27 @@ def _execute_with(
         journal.finish_run(run_id, state, summary)
     if exit_code is None:
         exit_code = exit_code_for(row_counts)
-    log.info("run.finish", exit_code=exit_code, counts=summary["counts"], report_dir=str(report_dir),
-             duration_s=summary["duration_s"])
+    log.info(
+        "run.finish",
+        exit_code=exit_code,
+        counts=summary["counts"],
+        report_dir=str(report_dir),
+        duration_s=summary["duration_s"],
+    )
     return Outcome(exit_code, summary, report_dir, message)
 
 
 def require_credentials(settings: Settings) -> None:
     cl = settings.commercelayer
-    missing = [name for name, value in (("base_url", cl.base_url), ("client_id", cl.client_id),
-                                        ("client_secret", cl.client_secret)) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("base_url", cl.base_url),
+            ("client_id", cl.client_id),
+            ("client_secret", cl.client_secret),
+        )
+        if not value
+    ]
     if missing:
         keys = ", ".join(f"commercelayer.{m}" for m in missing)
         envs = ", ".join(f"CL_{m.upper()}" for m in missing)
@@ -281,8 +334,14 @@ def require_credentials(settings: Settings) -> None:
 
 
 async def _dispatch_with_signals(
-    dispatch: Any, settings: Settings, journal: Journal, run_id: str, target: str,
-    opts: RunOptions, stop: asyncio.Event, total: int,
+    dispatch: Any,
+    settings: Settings,
+    journal: Journal,
+    run_id: str,
+    target: str,
+    opts: RunOptions,
+    stop: asyncio.Event,
+    total: int,
 ) -> Any:
     loop = asyncio.get_running_loop()
     installed = []
@@ -294,8 +353,16 @@ async def _dispatch_with_signals(
             pass
     try:
         return await dispatch(
-            settings, journal, run_id, target=target, dry_run=opts.dry_run, max_rows=opts.max_rows,
-            fail_fast=opts.fail_fast, stop=stop, total=total, progress_bar=opts.progress,
+            settings,
+            journal,
+            run_id,
+            target=target,
+            dry_run=opts.dry_run,
+            max_rows=opts.max_rows,
+            fail_fast=opts.fail_fast,
+            stop=stop,
+            total=total,
+            progress_bar=opts.progress,
         )
     finally:
         for sig in installed:
@@ -304,5 +371,7 @@ async def _dispatch_with_signals(
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     if not stop.is_set():
-        log.warning("run.signal", signal=sig.name, action="finishing in-flight requests, then writing the report")
+        log.warning(
+            "run.signal", signal=sig.name, action="finishing in-flight requests, then writing the report"
+        )
     stop.set()

@@ -51,7 +51,9 @@ def main() -> None:
         w.writerow(["customer_id", "customer_email", "payment_source_type", "payment_source_id", "reference"])
         for i, s in enumerate(clean):
             c = customers[s.customer_id]
-            w.writerow([c.id if i % 2 == 0 else "", c.email if i % 2 else "", s.type, s.id, f"WAL-{1000 + i}"])
+            w.writerow(
+                [c.id if i % 2 == 0 else "", c.email if i % 2 else "", s.type, s.id, f"WAL-{1000 + i}"]
+            )
 
     with open(HERE / "wallets-messy.csv", "w", newline="", encoding="cp1252") as fh:
         w = csv.writer(fh, delimiter=";")
@@ -72,7 +74,9 @@ def main() -> None:
     tokens = wb.add_worksheet("Gateway tokens")
     tokens.write_row(0, 0, ["Customer ID", "Payment Method ID", "Customer Token", "PSP token"])
     for r, s in enumerate(sheet_tokens, start=1):
-        tokens.write_row(r, 0, [s.customer_id, methods[s.type], customers[s.customer_id].customer_token, s.token])
+        tokens.write_row(
+            r, 0, [s.customer_id, methods[s.type], customers[s.customer_id].customer_token, s.token]
+        )
     notes = wb.add_worksheet("Notes")
     notes.write(0, 0, "Exported from the finance ledger; the Notes sheet has no pairings and is skipped.")
     wb.close()
