@@ -762,6 +762,12 @@ class Loader:
                 raise SourceError(path, _parser_message(exc)) from exc
             if frame.empty:
                 break
+            if frame.shape[1] > _MAX_COLUMNS:
+                # The sniffer only sees the file's first 64 KiB; a longer header row is counted here.
+                raise SourceError(
+                    path,
+                    f"the header row has more than {_MAX_COLUMNS:,} columns; is this really a table export?",
+                )
             start, headers = _header_texts([c if isinstance(c, str) else "" for c in frame.iloc[0].tolist()])
             if headers:
                 return index, _layout(start, headers, self.aliases)

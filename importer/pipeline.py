@@ -344,11 +344,12 @@ async def _dispatch_with_signals(
     total: int,
 ) -> Any:
     loop = asyncio.get_running_loop()
-    installed = []
+    installed: list[tuple[signal.Signals, Any]] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
+            previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, _on_signal, stop, sig)
-            installed.append(sig)
+            installed.append((sig, previous))
         except (NotImplementedError, RuntimeError):  # not the main thread (tests, demo)
             pass
     try:
@@ -365,8 +366,11 @@ async def _dispatch_with_signals(
             progress_bar=opts.progress,
         )
     finally:
-        for sig in installed:
+        for sig, previous in installed:
             loop.remove_signal_handler(sig)
+            # remove_signal_handler resets to the OS default; put back cli.py's handler, so a
+            # SIGTERM while the report is written still ends as a clean interrupt.
+            signal.signal(sig, previous)
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

@@ -40,6 +40,9 @@ _EMAIL_LABEL = r"[^\s@<>()\[\],;:\"._]+"
 _EMAIL = re.compile(rf"{_EMAIL_LOCAL}@(?:{_EMAIL_LABEL}\.)+(?:[^\W\d_]{{2,}}|xn--[A-Za-z0-9-]+)")
 _SQUASH = re.compile(r"[\s_.\-]+")
 MAX_TOKEN_LENGTH = 255
+# A value this long in a field that is sent is a paste gone wrong, not data; sending it would
+# cost a rate-limited request only to be refused (the API's own size limits are unpublished).
+MAX_TEXT_LENGTH = 10_000
 
 
 def _source_type_spellings() -> dict[str, str]:
@@ -245,12 +248,29 @@ def _check_source(check: _Check) -> dict[str, str | None]:
     return source
 
 
+def _check_lengths(check: _Check, metadata: Mapping[str, object]) -> None:
+    for target in ("reference", "reference_origin"):
+        value = check.get(target)
+        if value is not None and len(value) > MAX_TEXT_LENGTH:
+            check.add(
+                f"column {check.name(target)}: the value is {len(value):,} characters long; at most "
+                f"{MAX_TEXT_LENGTH:,} are sent — check the cell holds only the {target.replace('_', ' ')}"
+            )
+    size = len(json.dumps(metadata, ensure_ascii=False))
+    if size > MAX_TEXT_LENGTH:
+        check.add(
+            f"metadata: {size:,} characters once written as JSON; at most {MAX_TEXT_LENGTH:,} are sent — "
+            "keep only the keys the wallet entry needs"
+        )
+
+
 def validate_row(row: SourceRow, defaults: Defaults) -> Pairing | list[str]:
     """A `Pairing` for a good row, else the list of every problem (loader cell errors first)."""
     check = _Check(row)
     customer_id, email = _check_customer(check)
     source = _check_source(check)
     metadata = check.metadata(defaults.metadata)
+    _check_lengths(check, metadata)
     if check.problems:
         return check.problems
     return Pairing(

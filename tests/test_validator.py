@@ -364,3 +364,14 @@ def test_different_pairings_have_different_keys() -> None:
 def test_pairing_round_trips_through_json() -> None:
     pairing = ok({"customer_id": CID, "payment_source_token": "t", "metadata": '{"n": [1, 2]}'})
     assert Pairing.from_json(pairing.to_json()) == pairing
+
+
+def test_an_overlong_reference_or_metadata_is_invalid_before_anything_is_sent() -> None:
+    from importer.validator import MAX_TEXT_LENGTH
+
+    base = {"customer_id": CID, "payment_source_type": "stripe_payments", "payment_source_id": PSID}
+    found = problems({**base, "reference": "R" * (MAX_TEXT_LENGTH + 1)})
+    assert any("'reference'" in p and "10,001 characters" in p for p in found), found
+    found = problems({**base, "metadata.note": "x" * MAX_TEXT_LENGTH})
+    assert any(p.startswith("metadata:") for p in found), found
+    assert isinstance(validate_row(row({**base, "reference": "R" * MAX_TEXT_LENGTH}), Defaults()), Pairing)
