@@ -54,63 +54,29 @@ def intake(
     for row in rows:
         seq = counts.rows_total
         counts.rows_total += 1
-        raw_json = json.dumps(row.raw, ensure_ascii=False)
         checked = validate_row(row, defaults)
+        key: str | None = None
+        pairing_json: str | None = None
         if isinstance(checked, list):
             counts.invalid += 1
-            batch.append(
-                (
-                    seq,
-                    row.source_file,
-                    row.sheet,
-                    row.row_number,
-                    raw_json,
-                    None,
-                    None,
-                    RowStatus.INVALID.value,
-                    "INVALID_ROW",
-                    "; ".join(checked),
-                )
-            )
+            status, code, detail = RowStatus.INVALID.value, "INVALID_ROW", "; ".join(checked)
         else:
-            key = checked.key()
+            key, pairing_json = checked.key(), checked.to_json()
             first = pending_keys.get(key)
             if first is None:
                 hit = journal.first_with_key(run_id, key)
                 first = _where(*hit) if hit else None
             if first is not None:
                 counts.duplicate_in_file += 1
-                batch.append(
-                    (
-                        seq,
-                        row.source_file,
-                        row.sheet,
-                        row.row_number,
-                        raw_json,
-                        key,
-                        checked.to_json(),
-                        RowStatus.DUPLICATE_IN_FILE.value,
-                        "DUPLICATE_IN_FILE",
-                        f"same pairing as {first}",
-                    )
-                )
+                status, code = RowStatus.DUPLICATE_IN_FILE.value, "DUPLICATE_IN_FILE"
+                detail = f"same pairing as {first}"
             else:
                 counts.valid += 1
                 pending_keys[key] = _where(row.source_file, row.sheet, row.row_number)
-                batch.append(
-                    (
-                        seq,
-                        row.source_file,
-                        row.sheet,
-                        row.row_number,
-                        raw_json,
-                        key,
-                        checked.to_json(),
-                        "pending",
-                        None,
-                        None,
-                    )
-                )
+                status, code, detail = "pending", None, None
+        raw_json = json.dumps(row.raw, ensure_ascii=False)
+        batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key, pairing_json,
+                      status, code, detail))  # fmt: skip
         if len(batch) >= batch_size:
             flush()
     if batch:
