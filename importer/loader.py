@@ -185,6 +185,8 @@ class _Layout:
     header_map: HeaderMap
     # (sheet column, raw key, field, header for messages) per column: what `_build_row` walks.
     plan: tuple[tuple[int, str, str | None, str], ...]
+    # Field → raw key of the column that gives it; one mapping shared by every row of the sheet.
+    columns: Mapping[str, str]
 
     @property
     def end(self) -> int:
@@ -237,7 +239,8 @@ def _layout(start: int, headers: Sequence[str], aliases: Mapping[str, Sequence[s
         (start + i, key, target, header or key)
         for i, (key, target, header) in enumerate(zip(keys, targets, headers, strict=True))
     )
-    return _Layout(start, tuple(headers), keys, tuple(targets), header_map, plan)
+    columns = MappingProxyType({t: k for k, t in zip(keys, targets, strict=True) if t is not None})
+    return _Layout(start, tuple(headers), keys, tuple(targets), header_map, plan, columns)
 
 
 def _shown(headers: Sequence[str]) -> str:
@@ -681,7 +684,7 @@ class Loader:
         tally.pending_blank = 0
         tally.rows += 1
         raw, fields, errors = built
-        return SourceRow(path, sheet, number, raw, fields, errors)
+        return SourceRow(path, sheet, number, raw, fields, errors, layout.columns)
 
     def _finish(self, info: FileInfo) -> None:
         self._progress.infos.append(info)

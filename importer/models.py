@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -65,7 +66,9 @@ class SourceRow:
     that failures.csv can give the row back exactly as it came. `fields` maps canonical field
     names (and `metadata.<key>`) to the same text. `cell_errors` are problems the loader saw in
     a cell that validation cannot see from text alone (for example a 16-digit id that Excel
-    stored as a number and so already lost digits).
+    stored as a number and so already lost digits). `columns` maps each field to the `raw` key
+    (the header) it came from, so messages name the column as the file does; the loader shares
+    one mapping between all rows of a sheet.
     """
 
     source_file: str
@@ -74,6 +77,7 @@ class SourceRow:
     raw: dict[str, str]
     fields: dict[str, str]
     cell_errors: tuple[str, ...] = ()
+    columns: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,13 +83,15 @@ def _builtin_headers(headers: tuple[str, ...]) -> Mapping[str, str]:
     return MappingProxyType({target: header for header, target in columns.items()})
 
 
-def _column_names(row: SourceRow) -> dict[str, str]:
+def _column_names(row: SourceRow) -> Mapping[str, str]:
     """Field → the header the file uses for it, so messages speak the file's language.
 
-    `SourceRow` does not carry the header map, so it is recovered: a filled field is found by
-    its value among the raw cells (this also finds headers mapped by config aliases); an empty
-    one by the built-in aliases. A field with no column at all keeps its canonical name.
+    The loader gives the map (`SourceRow.columns`). A row built without it (tests, other
+    callers) has it recovered: a filled field is found by its value among the raw cells; an
+    empty one by the built-in aliases. A field with no column at all keeps its canonical name.
     """
+    if row.columns:
+        return row.columns
     builtin = _builtin_headers(tuple(row.raw))
     names: dict[str, str] = {}
     for target, value in row.fields.items():

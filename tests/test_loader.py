@@ -770,3 +770,20 @@ def test_column_letters() -> None:
         "AAA",
         "XFD",
     ]
+
+
+def test_messages_name_the_column_the_field_came_from_even_when_values_repeat(tmp_path: Path) -> None:
+    """An unmapped column holding the same bad value must not be named instead of the real one."""
+    path = write_csv(
+        tmp_path / "alias.csv",
+        [
+            ["Old ID", "Kunden-ID", "Payment Source Type", "Payment Source ID"],
+            ["123", "123", "stripe_payments", "PSRC000001"],
+        ],
+    )
+    loader = Loader([str(path)], aliases={"customer_id": ["Kunden-ID"]})
+    (row,) = list(loader)
+    assert row.columns["customer_id"] == "Kunden-ID"
+    problems = validate_row(row, Defaults())
+    assert isinstance(problems, list)
+    assert any(p.startswith("column 'Kunden-ID':") for p in problems), problems
