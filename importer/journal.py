@@ -58,7 +58,10 @@ CREATE TABLE IF NOT EXISTS rows (
     attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, seq)
 );
-CREATE INDEX IF NOT EXISTS rows_by_key ON rows (run_id, pairing_key);
+-- (run_id, pairing_key, seq) serves "the first row with this key" from the index alone; without
+-- seq, SQLite walks the primary key in seq order for ORDER BY seq LIMIT 1: quadratic intake.
+DROP INDEX IF EXISTS rows_by_key;
+CREATE INDEX IF NOT EXISTS rows_by_key_seq ON rows (run_id, pairing_key, seq);
 CREATE TABLE IF NOT EXISTS pairings (
     target TEXT NOT NULL,
     pairing_key TEXT NOT NULL,
