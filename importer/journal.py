@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS rows (
     row_number INTEGER NOT NULL,
     raw_json TEXT NOT NULL,
     pairing_key TEXT,
+    resolved_key TEXT,                -- an e-mail row's key once its customer id is known
     pairing_json TEXT,
     status TEXT NOT NULL,
     customer_payment_source_id TEXT,
@@ -181,6 +182,11 @@ class Journal:
             columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
             if "intake_done" not in columns:  # a journal from before 0.1.0's resume fix
                 conn.execute("ALTER TABLE runs ADD COLUMN intake_done INTEGER NOT NULL DEFAULT 1")
+            if "resolved_key" not in {r[1] for r in conn.execute("PRAGMA table_info(rows)")}:
+                conn.execute("ALTER TABLE rows ADD COLUMN resolved_key TEXT")
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS rows_by_resolved_key ON rows (run_id, resolved_key, seq)"
+            )
         except (OSError, sqlite3.Error) as exc:
             raise PreflightError(
                 f"journal {path} cannot be opened for writing ({exc}); "
@@ -285,20 +291,26 @@ class Journal:
     def earlier_row_with_key(
         self, run_id: str, pairing_key: str, before_seq: int
     ) -> tuple[str, str, int] | None:
-        """Like `first_with_key`, but only rows before `before_seq` (the dispatcher's resolved-key
-        duplicate check: an e-mail row that resolves to the key of an earlier id row)."""
-        row = self._conn.execute(
-            "SELECT source_file, sheet, row_number FROM rows WHERE run_id=? AND pairing_key=? AND seq<?"
-            " AND status NOT IN ('invalid', 'duplicate_in_file') ORDER BY seq LIMIT 1",
-            (run_id, pairing_key, before_seq),
-        ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        """The first row before `before_seq` that names the same pairing: by its key as written
+        (an id row), or by the key its e-mail resolved to (see `set_resolved_key`). The
+        dispatcher's duplicate check for rows that only collide once e-mails are resolved."""
+        hits = [
+            self._conn.execute(
+                f"SELECT seq, source_file, sheet, row_number FROM rows WHERE run_id=? AND {column}=?"
+                " AND seq<? AND status NOT IN ('invalid', 'duplicate_in_file') ORDER BY seq LIMIT 1",
+                (run_id, pairing_key, before_seq),
+            ).fetchone()
+            for column in ("pairing_key", "resolved_key")  # two index look-ups, not one scan
+        ]
+        first = min((h for h in hits if h is not None), default=None)
+        return (first[1], first[2], first[3]) if first else None
 
-    def row_location(self, run_id: str, seq: int) -> tuple[str, str, int] | None:
-        row = self._conn.execute(
-            "SELECT source_file, sheet, row_number FROM rows WHERE run_id=? AND seq=?", (run_id, seq)
-        ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+    def set_resolved_key(self, run_id: str, seq: int, resolved_key: str) -> None:
+        """Record an e-mail row's key once its customer is known, so later rows (and a resumed
+        run) find it without keeping every key in memory."""
+        self._conn.execute(
+            "UPDATE rows SET resolved_key=? WHERE run_id=? AND seq=?", (resolved_key, run_id, seq)
+        )
 
     def count_rows(self, run_id: str) -> dict[str, int]:
         return dict(

@@ -76,8 +76,6 @@ class ChunkPreparer:
         self._stats = stats
         self._dry_run = dry_run
         self._emails: OrderedDict[str, str | None] = OrderedDict()
-        # Resolved key → seq of the e-mail row that first had it (id rows are found in the journal).
-        self._email_keys: dict[str, int] = {}
 
     async def _resolve_emails(self, rows: list[tuple[int, Pairing]]) -> LookupFailed | None:
         wanted = sorted(
@@ -96,15 +94,17 @@ class ChunkPreparer:
         return None
 
     def _first_row(self, seq: int, key: str, by_email: bool) -> str | None:
-        earlier = self._email_keys.get(key)
-        if earlier is not None and earlier < seq:
-            location = self._journal.row_location(self._run_id, earlier)
-            return where(location) if location else f"row #{earlier + 1}"
+        """Where an earlier row of this run named the same resolved pairing, if one did.
+
+        Id rows that repeat each other were caught at intake; what is left are collisions that
+        only show once e-mails are resolved. Both sides live in the journal (an e-mail row's
+        resolved key is written when it is checked), so memory stays flat and a resumed run
+        sees them too."""
+        hit = self._journal.earlier_row_with_key(self._run_id, key, seq)
+        if hit is not None:
+            return where(hit)
         if by_email:
-            hit = self._journal.earlier_row_with_key(self._run_id, key, seq)
-            if hit is not None:
-                return where(hit)
-            self._email_keys.setdefault(key, seq)
+            self._journal.set_resolved_key(self._run_id, seq, key)
         return None
 
     def _settled_by_journal(self, state: PairingState | None, customer_id: str) -> Outcome | None:

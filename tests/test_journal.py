@@ -271,6 +271,8 @@ def test_partial_intake_is_abandoned_with_its_rows(journal: Journal) -> None:
         " AND status NOT IN ('invalid', 'duplicate_in_file') ORDER BY seq LIMIT 1",
         "SELECT source_file FROM rows WHERE run_id=? AND pairing_key=? AND seq<?"
         " AND status NOT IN ('invalid', 'duplicate_in_file') ORDER BY seq LIMIT 1",
+        "SELECT source_file FROM rows WHERE run_id=? AND resolved_key=? AND seq<?"
+        " AND status NOT IN ('invalid', 'duplicate_in_file') ORDER BY seq LIMIT 1",
     ],
 )
 def test_first_row_with_a_key_is_found_through_the_index(journal: Journal, sql: str) -> None:
@@ -278,4 +280,19 @@ def test_first_row_with_a_key_is_found_through_the_index(journal: Journal, sql: 
     (100,000 rows took over 25 minutes before the index covered seq)."""
     params = ("r", "k") if sql.count("?") == 2 else ("r", "k", 5)
     plan = " ".join(str(r[3]) for r in journal._conn.execute("EXPLAIN QUERY PLAN " + sql, params))
-    assert "USING INDEX rows_by_key_seq" in plan and "SCAN" not in plan, plan
+    index = "rows_by_resolved_key" if "resolved_key" in sql else "rows_by_key_seq"
+    assert f"USING INDEX {index}" in plan and "SCAN" not in plan, plan
+
+
+def test_an_email_row_is_found_by_its_resolved_key(journal: Journal) -> None:
+    """An e-mail row and an id row naming the same customer collide only after resolution;
+    the resolved key is kept in the journal, so memory stays flat and a resume still sees it."""
+    email_key, id_key = "email:a@x.io|stripe_payments:PSRC000001", "id:CUST000001|stripe_payments:PSRC000001"
+    journal.add_rows(RUN, [
+        (10, "a.csv", "", 11, "{}", email_key, None, "pending", None, None),
+        (20, "a.csv", "", 21, "{}", id_key, None, "pending", None, None),
+    ])  # fmt: skip
+    assert journal.earlier_row_with_key(RUN, id_key, 20) is None
+    journal.set_resolved_key(RUN, 10, id_key)
+    assert journal.earlier_row_with_key(RUN, id_key, 20) == ("a.csv", "", 11)
+    assert journal.earlier_row_with_key(RUN, id_key, 10) is None  # only rows before it count
