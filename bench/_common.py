@@ -6,19 +6,18 @@ counted in the importer's, and it has a GIL of its own (as the real API would).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+
+from importer.sandbox.admin_client import AdminClient
 
 
-class SandboxProcess:
+class SandboxProcess(AdminClient):
     """The sandbox in a child process; a context manager. `started_mono` approximates the
     sandbox's own clock origin (its request log `t` is seconds since it started), taken on this
     machine's CLOCK_MONOTONIC, which both processes share."""
@@ -43,23 +42,6 @@ class SandboxProcess:
         self.started_mono = (t0 + time.monotonic()) / 2
         self.base_url, self.auth_url = info["base_url"], info["auth_url"]
         self.client_id, self.client_secret = info["client_id"], info["client_secret"]
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def admin(self, method: str, path: str, body: object = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.base_url}/_sandbox/{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        with self._opener.open(request, timeout=60) as response:
-            return json.loads(response.read())
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.admin("GET", "stats"))
-
-    def requests_log(self) -> list[dict[str, Any]]:
-        return list(self.admin("GET", "requests")["requests"])
-
-    def windows_max(self) -> dict[str, Any]:
-        return dict(self.admin("GET", "windows/max"))
 
     @property
     def pid(self) -> int:

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from importer.sandbox.admin_client import AdminClient
 from importer.sandbox.seed import generate
 from importer.sandbox.settings import DEMO_SEED
 
@@ -79,7 +80,7 @@ def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
 # -- the sandbox as a child process ---------------------------------------------------------------
 
 
-class SandboxProc:
+class SandboxProc(AdminClient):
     """`python -m importer.sandbox` as a child process, restartable on the same port and state.
 
     Stats and the request log live in the sandbox's memory, so they restart with it: `kill()`
@@ -95,7 +96,6 @@ class SandboxProc:
         self.starts = 0
         self.history: list[dict[str, Any]] = []  # stats snapshots of killed incarnations
         self.base_url = self.auth_url = self.client_id = self.client_secret = ""
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     # lifecycle
     def start(self, timeout_s: float = 20.0) -> SandboxProc:
@@ -180,31 +180,6 @@ class SandboxProc:
         self.close()
 
     # admin surface
-    def admin(self, method: str, path: str, body: object = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.base_url}/_sandbox/{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        with self._opener.open(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.admin("GET", "stats"))
-
-    def records(self, type_: str = CPS) -> list[dict[str, Any]]:
-        return list(self.admin("GET", f"records?type={type_}")["records"])
-
-    def requests_log(self) -> list[dict[str, Any]]:
-        return list(self.admin("GET", "requests")["requests"])
-
-    def set_faults(self, **changes: Any) -> dict[str, Any]:
-        return dict(self.admin("POST", "faults", changes))
-
-    def expire_tokens(self) -> int:
-        return int(self.admin("POST", "tokens/expire")["expired"])
-
-    def created(self) -> int:
-        return int(self.stats()["records"][CPS])
-
     def stats_total(self) -> dict[str, Any]:
         """Faults by kind and request counts summed over every incarnation (the current included)."""
         snapshots = [*self.history, *([self.stats()] if self.proc is not None else [])]

@@ -4,11 +4,9 @@ at it, a run through the real pipeline, and readers for what the run and the san
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +16,7 @@ from typing import Any
 from importer.config import Settings, load_settings
 from importer.pipeline import Outcome, RunOptions, execute
 from importer.runid import new_run_id
+from importer.sandbox.admin_client import AdminClient
 from importer.sandbox.settings import SandboxSettings
 from importer.sandbox.store import CPS
 from importer.sandbox.testing import SandboxThread, fast_settings
@@ -30,7 +29,7 @@ def sandbox_thread(**overrides: Any) -> Iterator[SandboxThread]:
         yield sb
 
 
-class SandboxProcess:
+class SandboxProcess(AdminClient):
     """`python -m importer.sandbox` as a child process: the server has a process (and a GIL) of
     its own, as the real API does, so arrival times are not skewed by the importer's work."""
 
@@ -51,7 +50,6 @@ class SandboxProcess:
             info[key] = value
         self.base_url, self.auth_url = info["base_url"], info["auth_url"]
         self.client_id, self.client_secret = info["client_id"], info["client_secret"]
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self.settings = SandboxSettings(
             **{
                 k: v
@@ -59,25 +57,6 @@ class SandboxProcess:
                 if k in SandboxSettings.__dataclass_fields__
             }
         )
-
-    def admin(self, method: str, path: str, body: object = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.base_url}/_sandbox/{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        with self._opener.open(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.admin("GET", "stats"))
-
-    def requests_log(self) -> list[dict[str, Any]]:
-        return list(self.admin("GET", "requests")["requests"])
-
-    def windows_max(self) -> dict[str, Any]:
-        return dict(self.admin("GET", "windows/max"))
-
-    def created(self) -> int:
-        return int(self.stats()["records"][CPS])
 
     def close(self) -> None:
         self._proc.terminate()

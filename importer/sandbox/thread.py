@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import urllib.request
 from types import TracebackType
 from typing import Any
 
+from importer.sandbox.admin_client import AdminClient
 from importer.sandbox.runner import SandboxHandle, running_sandbox
 from importer.sandbox.settings import SandboxSettings
 from importer.sandbox.store import Store
 
 
-class SandboxThread:
+class SandboxThread(AdminClient):
     """The sandbox on its own event loop in a daemon thread; a context manager.
 
     For synchronous tests and for `importer demo`, whose importer runs on the main thread's loop.
@@ -31,7 +30,6 @@ class SandboxThread:
         self._handle: SandboxHandle | None = None
         self._error: BaseException | None = None
         # No proxies: the sandbox is on loopback whatever http_proxy says.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _main(self) -> None:
         try:
@@ -94,31 +92,3 @@ class SandboxThread:
     @property
     def store(self) -> Store:
         return self.handle.store
-
-    def _admin(self, method: str, path: str, body: object = None) -> Any:
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        request = urllib.request.Request(f"{self.base_url}/_sandbox/{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        with self._opener.open(request, timeout=30) as response:
-            return json.loads(response.read().decode("utf-8"))
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self._admin("GET", "stats"))
-
-    def requests_log(self) -> list[dict[str, Any]]:
-        return list(self._admin("GET", "requests")["requests"])
-
-    def records(self, type_: str = "customer_payment_sources") -> list[dict[str, Any]]:
-        return list(self._admin("GET", f"records?type={type_}")["records"])
-
-    def set_faults(self, **changes: Any) -> dict[str, Any]:
-        return dict(self._admin("POST", "faults", changes))
-
-    def expire_tokens(self) -> int:
-        return int(self._admin("POST", "tokens/expire")["expired"])
-
-    def reset(self) -> None:
-        self._admin("POST", "reset")
-
-    def windows_max(self) -> dict[str, Any]:
-        return dict(self._admin("GET", "windows/max"))
