@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from importer.config import Settings, load_settings
-from importer.pipeline import RunOptions, execute
+from importer.pipeline import CommandResult, RunOptions, execute
 from importer.report import print_summary
 from importer.runid import new_run_id
 
@@ -43,11 +43,11 @@ def _options(args: argparse.Namespace, command: str) -> RunOptions:
     )
 
 
-def _finish(outcome: Any) -> int:
+def _finish(outcome: CommandResult) -> int:
     print_summary(outcome.summary, outcome.report_dir)
     if outcome.message:
         print(f"importer: {outcome.message}", file=sys.stderr)
-    return int(outcome.exit_code)
+    return outcome.exit_code
 
 
 def cmd_validate(args: argparse.Namespace, config_path: str | None) -> int:

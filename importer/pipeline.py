@@ -58,7 +58,9 @@ class RunOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class CommandResult:
+    """What a whole command came to: its exit code, summary and report location."""
+
     exit_code: int
     summary: dict[str, Any]
     report_dir: Path
@@ -155,7 +157,7 @@ def _base_summary(
     }
 
 
-def execute(settings: Settings, opts: RunOptions) -> Outcome:
+def execute(settings: Settings, opts: RunOptions) -> CommandResult:
     """Run a whole command synchronously. Raises ImporterError for exit-2 problems found early."""
     started = time.monotonic()
     started_at = _now_iso()
@@ -188,7 +190,7 @@ def _execute_with(
     report_dir: Path,
     started: float,
     started_at: str,
-) -> Outcome:
+) -> CommandResult:
     run_id = opts.run_id
     target = settings.commercelayer.base_url or ""
     if opts.command == "run":
@@ -313,7 +315,7 @@ def _execute_with(
         report_dir=str(report_dir),
         duration_s=summary["duration_s"],
     )
-    return Outcome(exit_code, summary, report_dir, message)
+    return CommandResult(exit_code, summary, report_dir, message)
 
 
 def require_credentials(settings: Settings) -> None:

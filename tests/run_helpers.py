@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from importer.config import Settings, load_settings
-from importer.pipeline import Outcome, RunOptions, execute
+from importer.pipeline import CommandResult, RunOptions, execute
 from importer.runid import new_run_id
 from importer.sandbox.admin_client import AdminClient
 from importer.sandbox.settings import SandboxSettings
@@ -105,7 +105,7 @@ def settings_for(sb: SandboxThread | SandboxProcess, tmp_path: Path, **overrides
     return settings
 
 
-def run_import(settings: Settings, inputs: list[Path], report_dir: Path, **options: Any) -> Outcome:
+def run_import(settings: Settings, inputs: list[Path], report_dir: Path, **options: Any) -> CommandResult:
     opts = RunOptions(
         command="run",
         inputs=tuple(str(p) for p in inputs),
