@@ -50,6 +50,7 @@ from typing import Any
 from _common import SandboxProcess, machine
 
 from importer.config import load_settings
+from importer.demo import api_overrides
 from importer.log import configure_logging
 from importer.pipeline import RunOptions, execute
 from importer.runid import new_run_id
@@ -214,10 +215,7 @@ def run_config(rows: int, env: str, scale: float, margin: float, kind: str, reru
                 settings, _ = load_settings(
                     None,
                     overrides={
-                        "commercelayer.base_url": sb.base_url,
-                        "commercelayer.auth_url": sb.auth_url,
-                        "commercelayer.client_id": sb.client_id,
-                        "commercelayer.client_secret": sb.client_secret,
+                        **api_overrides(sb),
                         "rate_limit.preset": env,  # the counts: 25/100 or 50/200
                         "rate_limit.burst_window_s": BURST_WINDOW_S * scale,
                         "rate_limit.average_window_s": AVERAGE_WINDOW_S * scale,

@@ -20,6 +20,10 @@ from importer.transport import Ok, Retriable, RowRejected
 from importer.wallets import LookupFailed, Rechecker
 
 
+def _failed(work: Work, http_status: int | None, code: str | None, detail: str, attempts: int) -> Outcome:
+    return Outcome(RowStatus.FAILED, None, work.customer_id, http_status, code, detail, attempts)
+
+
 class Creator:
     def __init__(
         self,
@@ -69,16 +73,7 @@ class Creator:
                 )
             if isinstance(verdict, RowRejected):
                 return self._final(
-                    work,
-                    Outcome(
-                        RowStatus.FAILED,
-                        None,
-                        work.customer_id,
-                        verdict.http_status,
-                        verdict.code,
-                        verdict.detail,
-                        attempts.sent,
-                    ),
+                    work, _failed(work, verdict.http_status, verdict.code, verdict.detail, attempts.sent)
                 )
             assert isinstance(verdict, Retriable)
             if verdict.ambiguous:
@@ -91,15 +86,7 @@ class Creator:
                         f"{verdict.detail}; the record may exist and the look-up to check it failed "
                         f"({exc.code}: {exc.detail}); the next run checks again before sending"
                     )
-                    return Outcome(
-                        RowStatus.FAILED,
-                        None,
-                        work.customer_id,
-                        verdict.http_status,
-                        "OUTCOME_UNKNOWN",
-                        detail,
-                        attempts.sent,
-                    )
+                    return _failed(work, verdict.http_status, "OUTCOME_UNKNOWN", detail, attempts.sent)
                 if found is not None:
                     self._stats.ambiguous_outcomes += 1
                     return self._final(
@@ -108,16 +95,7 @@ class Creator:
             if not attempts.may_retry():
                 detail = f"{verdict.detail} (gave up after {attempts.sent} attempts)"
                 return self._final(
-                    work,
-                    Outcome(
-                        RowStatus.FAILED,
-                        None,
-                        work.customer_id,
-                        verdict.http_status,
-                        verdict.code,
-                        detail,
-                        attempts.sent,
-                    ),
+                    work, _failed(work, verdict.http_status, verdict.code, detail, attempts.sent)
                 )
             self._stats.retries += 1
             await self._sleep(self._backoff.delay(attempts.counted))

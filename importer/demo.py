@@ -11,6 +11,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -25,6 +26,27 @@ log = structlog.get_logger("importer")
 DEFAULT_INPUTS = ("samples/",)
 
 
+class _SandboxApi(Protocol):
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def auth_url(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+
+
+def api_overrides(sb: _SandboxApi) -> dict[str, str]:
+    """The `commercelayer.*` settings that point the importer at a running sandbox."""
+    return {
+        "commercelayer.base_url": sb.base_url,
+        "commercelayer.auth_url": sb.auth_url,
+        "commercelayer.client_id": sb.client_id,
+        "commercelayer.client_secret": sb.client_secret,
+    }
+
+
 def run_demo(args: argparse.Namespace) -> int:
     inputs = tuple(getattr(args, "inputs", None) or DEFAULT_INPUTS)
     run_id = new_run_id()
@@ -36,10 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
         settings, _ = load_settings(
             None,
             overrides={
-                "commercelayer.base_url": sb.base_url,
-                "commercelayer.auth_url": sb.auth_url,
-                "commercelayer.client_id": sb.client_id,
-                "commercelayer.client_secret": sb.client_secret,
+                **api_overrides(sb),
                 "rate_limit.preset": "test",
                 "journal.path": str(Path(tmp) / "journal.sqlite"),
             },

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from importer.config import Settings, load_settings
+from importer.demo import api_overrides
 from importer.pipeline import CommandResult, RunOptions, execute
 from importer.runid import new_run_id
 from importer.sandbox.admin_client import AdminClient
@@ -82,10 +83,7 @@ def settings_for(sb: SandboxThread | SandboxProcess, tmp_path: Path, **overrides
     """Importer settings whose rate windows are the sandbox's own (so they must bind)."""
     s = sb.settings
     values: dict[str, Any] = {
-        "commercelayer.base_url": sb.base_url,
-        "commercelayer.auth_url": sb.auth_url,
-        "commercelayer.client_id": sb.client_id,
-        "commercelayer.client_secret": sb.client_secret,
+        **api_overrides(sb),
         "rate_limit.burst": s.burst_limit_for("uncacheable"),
         "rate_limit.burst_window_s": s.burst_window,
         "rate_limit.average": s.average_limit_for("uncacheable"),
