@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from importer.columns import input_values
 from importer.journal import Journal
 from importer.models import RowStatus, SourceRow
 from importer.validator import Defaults, validate_row
@@ -74,7 +75,7 @@ def intake(
                 counts.valid += 1
                 pending_keys[key] = _where(row.source_file, row.sheet, row.row_number)
                 status, code, detail = "pending", None, None
-        raw_json = json.dumps(row.raw, ensure_ascii=False)
+        raw_json = json.dumps(input_values(row), ensure_ascii=False)
         batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key, pairing_json,
                       status, code, detail))  # fmt: skip
         if len(batch) >= batch_size:

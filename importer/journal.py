@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from importer.errors import PreflightError
+from importer.columns import REPORT_COLUMNS, REPORT_INPUT_FIELDS
 from importer.models import Outcome, Pairing, RowStatus
+
+__all__ = ["REPORT_COLUMNS", "Journal", "RowRecord"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -46,7 +49,7 @@ CREATE TABLE IF NOT EXISTS rows (
     source_file TEXT NOT NULL,
     sheet TEXT NOT NULL,
     row_number INTEGER NOT NULL,
-    raw_json TEXT NOT NULL,
+    raw_json TEXT NOT NULL,           -- columns.input_values(row): canonical names, then extras
     pairing_key TEXT,
     resolved_key TEXT,                -- an e-mail row's key once its customer id is known
     pairing_json TEXT,
@@ -80,23 +83,6 @@ FINAL_ROW_STATUSES = frozenset(
     {RowStatus.CREATED, RowStatus.ALREADY_EXISTS, RowStatus.INVALID, RowStatus.DUPLICATE_IN_FILE}
 )
 _ROW_STATUS_VALUES = frozenset(s.value for s in RowStatus)
-REPORT_COLUMNS = (
-    "source_file",
-    "sheet",
-    "row_number",
-    "status",
-    "customer_payment_source_id",
-    "customer_id",
-    "customer_email",
-    "payment_source_type",
-    "payment_source_id",
-    "payment_source_token",
-    "reference",
-    "http_status",
-    "error_code",
-    "error_detail",
-    "attempts",
-)
 
 
 def _now() -> str:
@@ -105,7 +91,9 @@ def _now() -> str:
 
 @dataclass(frozen=True, slots=True)
 class RowRecord:
-    """One row as the report shows it."""
+    """One row as the report shows it. `raw` holds its input values keyed by canonical field
+    name, then its other columns by header (`columns.input_values`); a journal written before
+    0.2 keyed them all by the input's headers."""
 
     seq: int
     source_file: str
@@ -122,19 +110,28 @@ class RowRecord:
     attempts: int
 
     def report_line(self) -> dict[str, Any]:
+        """One results.csv line. A valid row shows its parsed values (the type as the API
+        spells it, the e-mail in lower case); an invalid one the values as they were typed."""
         p = self.pairing
+        if p is not None:
+            given: dict[str, Any] = {
+                "customer_id": self.customer_id or p.customer_id,
+                "customer_email": p.customer_email,
+                "payment_source_type": p.payment_source_type,
+                "payment_source_id": p.payment_source_id,
+                "payment_source_token": p.payment_source_token,
+                "reference": p.reference,
+            }
+        else:
+            given = {name: self.raw.get(name) for name in REPORT_INPUT_FIELDS}
+            given["customer_id"] = self.customer_id or given["customer_id"]
         return {
             "source_file": self.source_file,
             "sheet": self.sheet,
             "row_number": self.row_number,
             "status": self.status.value,
             "customer_payment_source_id": self.customer_payment_source_id,
-            "customer_id": self.customer_id or (p.customer_id if p else None),
-            "customer_email": p.customer_email if p else None,
-            "payment_source_type": p.payment_source_type if p else None,
-            "payment_source_id": p.payment_source_id if p else None,
-            "payment_source_token": p.payment_source_token if p else None,
-            "reference": p.reference if p else None,
+            **given,
             "http_status": self.http_status,
             "error_code": self.error_code,
             "error_detail": self.error_detail,

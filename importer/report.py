@@ -5,9 +5,13 @@ memory than one page of them. Every file is written next to its final name and r
 place, so a reader (or a crash) never sees half a report; summary.json is renamed last, so its
 presence means the other files are complete.
 
-Spreadsheet programs run a cell that starts with `=`, `+`, `-` or `@` as a formula, and these
-files are opened by people in such programs: every text value is passed through
-`neutralize()` (the loader undoes it, so failures.csv can be fed back in unchanged).
+Spreadsheet programs run a CSV cell that starts with `=`, `+`, `-` or `@` as a formula, and
+these files are opened by people in such programs: every text value of the CSV files is passed
+through `neutralize()` (the loader undoes it on our own reports only, which it recognises by
+their `source_*`/`error_*` columns, so failures.csv can be fed back in unchanged). results.xlsx
+holds the original values: a cell written as a string is never a formula.
+
+The column lists live in importer/columns.py.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import secrets
 import sys
 import tempfile
@@ -29,9 +32,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from importer.journal import REPORT_COLUMNS, Journal, RowRecord
+from importer.columns import (
+    ERROR_COLUMNS,
+    FAILURE_LEAD_COLUMNS,
+    REPORT_COLUMNS,
+    failure_columns,
+    is_report_column,
+)
+from importer.journal import Journal, RowRecord
 from importer.models import SUCCESS_STATUSES, RowStatus
 from importer.neutralize import neutralize
+from importer.problems import ProblemTally
 
 RESULTS_CSV = "results.csv"
 FAILURES_CSV = "failures.csv"
@@ -39,14 +50,14 @@ SUMMARY_JSON = "summary.json"
 RESULTS_XLSX = "results.xlsx"
 REPORT_FILES = (RESULTS_CSV, FAILURES_CSV, SUMMARY_JSON, RESULTS_XLSX)
 
-ERROR_COLUMNS = ("error_code", "error_detail")
 # The only columns that are written to the workbook as numbers; everything else is text, so
 # Excel never turns an id like 0012 or 1e5 into a number.
 NUMERIC_COLUMNS = frozenset({"row_number", "http_status", "attempts"})
 # results.csv is a machine contract (scheduled jobs parse its exact header): plain UTF-8.
 RESULTS_ENCODING = "utf-8"
 # failures.csv is for people to fix in Excel, which opens BOM-less UTF-8 as the local code page
-# and mangles accents; our own loader strips the BOM when it is fed back.
+# and mangles accents ("Müller" becomes "MÃ¼ller"); our own loader strips the BOM when it is
+# fed back, so the BOM costs nothing and saves every non-ASCII name.
 FAILURES_ENCODING = "utf-8-sig"
 XLSX_MAX_ROWS = 1_048_576  # Excel's sheet limit, header included
 XLSX_MAX_CHARS = 32_767  # Excel's cell limit
@@ -66,15 +77,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return neutralize(str(value))
-
-
-def _header_key(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
-
-def _is_error_column(name: str) -> bool:
-    """A failures.csv fed back in has our error columns among its original headers."""
-    return _header_key(name) in ERROR_COLUMNS
 
 
 def is_failure(record: RowRecord) -> bool:
@@ -151,7 +153,9 @@ class _XlsxResults:
             if name in NUMERIC_COLUMNS and isinstance(value, int | float):
                 self._sheet.write_number(self._row, col, value)
             else:
-                self._sheet.write_string(self._row, col, neutralize(str(value))[:XLSX_MAX_CHARS])
+                # The value as it was: write_string never makes a formula (strings_to_formulas
+                # is off), so the CSV files' leading ' would only show as a literal quote here.
+                self._sheet.write_string(self._row, col, str(value)[:XLSX_MAX_CHARS])
 
     def close(self, summary: dict[str, Any]) -> None:
         self._finish_sheet()
@@ -159,11 +163,11 @@ class _XlsxResults:
         sheet.set_column(0, 0, 28)
         sheet.set_column(1, 1, 48)
         for row, (key, value) in enumerate(summary_lines(summary)):
-            sheet.write_string(row, 0, neutralize(key), self._bold)
+            sheet.write_string(row, 0, key, self._bold)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 sheet.write_number(row, 1, value)
             elif value is not None:
-                sheet.write_string(row, 1, neutralize(str(value))[:XLSX_MAX_CHARS])
+                sheet.write_string(row, 1, str(value)[:XLSX_MAX_CHARS])
         self._book.close()
 
 
@@ -189,20 +193,22 @@ def summary_lines(summary: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def write_reports(
     journal: Journal, run_id: str, report_dir: Path, formats: Sequence[str], summary: dict[str, Any]
-) -> None:
-    """Write every report file of `run_id` into `report_dir`, replacing earlier ones."""
+) -> ProblemTally:
+    """Write every report file of `run_id` into `report_dir`, replacing earlier ones. Returns
+    the failing rows grouped by kind, for the console."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     want_xlsx = "xlsx" in formats
+    problems = ProblemTally()
     # Failing rows are spooled to a temporary file in the one pass over the journal: the
-    # failures.csv header (the union of their original headers) is only known at the end.
+    # failures.csv header (the union of their columns) is only known at the end.
     with tempfile.TemporaryFile("w+", encoding="utf-8", dir=report_dir) as spool, ExitStack() as stack:
         results_tmp = stack.enter_context(_atomic(report_dir / RESULTS_CSV))
         xlsx_tmp = stack.enter_context(_atomic(report_dir / RESULTS_XLSX)) if want_xlsx else None
-        headers = _write_results(journal, run_id, results_tmp, xlsx_tmp, report_dir, summary, spool)
+        names = _write_results(journal, run_id, results_tmp, xlsx_tmp, report_dir, summary, spool, problems)
         spool.seek(0)
         with _atomic(report_dir / FAILURES_CSV) as failures_tmp:
-            _write_failures(failures_tmp, headers, spool)
+            _write_failures(failures_tmp, failure_columns(names), spool)
     if not want_xlsx:
         # A workbook left from an earlier write into this folder would disagree with results.csv.
         with suppress(FileNotFoundError):
@@ -211,6 +217,7 @@ def write_reports(
         summary_tmp.write_text(
             json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
         )
+    return problems
 
 
 def _write_results(
@@ -221,9 +228,10 @@ def _write_results(
     report_dir: Path,
     summary: dict[str, Any],
     spool: IO[str],
-) -> list[str]:
-    """results.csv (and results.xlsx) in one pass; returns the failing rows' header union."""
-    headers: dict[str, None] = {}  # an ordered set: order of first appearance
+    problems: ProblemTally,
+) -> dict[str, None]:
+    """results.csv (and results.xlsx) in one pass; returns the failing rows' column union."""
+    names: dict[str, None] = {}  # an ordered set: order of first appearance
     book = _XlsxResults(xlsx_path, report_dir) if xlsx_path is not None else None
     try:
         with open(csv_path, "w", encoding=RESULTS_ENCODING, newline="") as fh:
@@ -235,27 +243,39 @@ def _write_results(
                 if book is not None:
                     book.add(line)
                 if is_failure(record):
+                    where = (record.source_file, record.sheet, record.row_number)
+                    problems.add(record.status.value, record.error_code, record.error_detail, where)
                     for name in record.raw:
-                        if not _is_error_column(name):
-                            headers.setdefault(name, None)
+                        if not is_report_column(name):  # a re-fed report's own columns
+                            names.setdefault(name, None)
                     spool.write(
-                        json.dumps([record.raw, record.error_code, record.error_detail], ensure_ascii=False)
+                        json.dumps([*where, record.raw, record.error_code, record.error_detail], ensure_ascii=False)
                         + "\n"
                     )
     finally:
         if book is not None:
             book.close(summary)
-    return list(headers)
+    return names
 
 
-def _write_failures(path: Path, headers: list[str], spool: IO[str]) -> None:
-    """failures.csv: the failing rows as they came in, plus why, ready to fix and feed back."""
+def _write_failures(path: Path, columns: list[str], spool: IO[str]) -> None:
+    """failures.csv: where each failing row came from, its values under one column per field,
+    and why; ready to fix and feed back. The header is written even when no row failed."""
     with open(path, "w", encoding=FAILURES_ENCODING, newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([_cell(h) for h in (*headers, *ERROR_COLUMNS)])
+        writer.writerow([_cell(h) for h in (*FAILURE_LEAD_COLUMNS, *columns, *ERROR_COLUMNS)])
         for line in spool:
-            raw, error_code, error_detail = json.loads(line)
-            writer.writerow([*(_cell(raw.get(h)) for h in headers), _cell(error_code), _cell(error_detail)])
+            source_file, sheet, row_number, raw, error_code, error_detail = json.loads(line)
+            writer.writerow(
+                [
+                    _cell(source_file),
+                    _cell(sheet),
+                    row_number,
+                    *(_cell(raw.get(c)) for c in columns),
+                    _cell(error_code),
+                    _cell(error_detail),
+                ]
+            )
 
 
 def print_summary(summary: dict[str, Any], report_dir: Path) -> None:

@@ -26,6 +26,7 @@ from helpers_files import (
 
 from importer.cli import main
 from importer.config import ENV_OVERRIDES
+from importer.columns import FAILURE_CORE_FIELDS, FAILURE_LEAD_COLUMNS
 from importer.journal import REPORT_COLUMNS
 from importer.neutralize import unneutralize
 
@@ -43,6 +44,9 @@ def _clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(var, raising=False)
     yield
     structlog.reset_defaults()
+
+
+FAILURES_LEAD = [*FAILURE_LEAD_COLUMNS, *FAILURE_CORE_FIELDS]
 
 
 def validate(*args: str) -> int:
@@ -69,7 +73,7 @@ def test_all_valid_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     results = read_csv(tmp_path / "out" / "results.csv")
     assert [r["status"] for r in results] == ["valid"] * 3
     assert [r["customer_id"] for r in results] == [cid(0), cid(1), cid(2)]
-    assert read_csv_rows(tmp_path / "out" / "failures.csv") == [["error_code", "error_detail"]]
+    assert read_csv_rows(tmp_path / "out" / "failures.csv") == [[*FAILURES_LEAD, "error_code", "error_detail"]]
     out = capsys.readouterr().out
     assert re.search(r"valid\s+3", out) and f"report: out{'/'}" in out
 
@@ -270,25 +274,40 @@ def test_failures_csv_feeds_back_with_original_values(tmp_path: Path) -> None:
     results = read_csv(first / "results.csv")
     assert results[0]["reference"] == "'" + PHONE  # neutralized in results.csv too
     failures = read_csv_rows(first / "failures.csv")
-    assert failures[0] == [*header, "error_code", "error_detail"]
-    assert [line[:7] for line in failures[1:]] == [
-        ["bad", "", "stripe_payments", psid(1), "'" + FORMULA, "'" + PHONE, "'-1"],
-        [cid(2), "", "bitcoin", psid(2), "'@ref", "", "'=1+1"],
-        [cid(0), "", "stripe_payments", psid(0), "", "dup", ""],
-    ]
-    assert [line[7] for line in failures[1:]] == ["INVALID_ROW", "INVALID_ROW", "DUPLICATE_IN_FILE"]
+    # Where each row came from, one column per field under its canonical name (reference and
+    # metadata.team after the core fields), the other columns, then why.
+    columns = [*FAILURES_LEAD, "reference", "metadata.team", "Notes", "error_code", "error_detail"]
+    assert failures[0] == columns
+    values = [{c: v for c, v in zip(columns, line, strict=True) if v} for line in failures[1:]]
+    assert values[0] == {
+        "source_file": "in.csv",
+        "source_row": "3",
+        "customer_id": "bad",
+        "payment_source_type": "stripe_payments",
+        "payment_source_id": psid(1),
+        "reference": "'" + FORMULA,
+        "Notes": "'" + PHONE,
+        "metadata.team": "'-1",
+        "error_code": "INVALID_ROW",
+        "error_detail": values[0]["error_detail"],
+    }
+    assert [v["source_row"] for v in values] == ["3", "4", "5"]
+    assert [v.get("Notes") for v in values] == ["'" + PHONE, None, "dup"]
+    assert values[1]["metadata.team"] == "'=1+1" and values[1]["reference"] == "'@ref"
+    assert [v["error_code"] for v in values] == ["INVALID_ROW", "INVALID_ROW", "DUPLICATE_IN_FILE"]
 
     # Fed back as it is: the loader ignores the error columns and undoes the neutralizing.
     (tmp_path / "cfg.yaml").write_text("max_invalid_ratio: 1\n")  # a failures file is mostly invalid
     assert validate("first/failures.csv", "-c", "cfg.yaml", "--report-dir", "second") == 1
     second = tmp_path / "second"
     again = read_csv_rows(second / "failures.csv")
-    assert again[0] == [*header, "error_code", "error_detail"]  # error columns replaced, not doubled
-    assert [[unneutralize(c) for c in line[:7]] for line in again[1:3]] == [
-        ["bad", "", "stripe_payments", psid(1), FORMULA, PHONE, "-1"],
-        [cid(2), "", "bitcoin", psid(2), "@ref", "", "=1+1"],
+    assert again[0] == columns  # the report's own columns replaced, not doubled
+    assert [[unneutralize(c) for c in line[3:-2]] for line in again[1:3]] == [
+        [unneutralize(c) for c in line[3:-2]] for line in failures[1:3]
     ]
-    assert again[1:3] == failures[1:3]  # byte for byte the same cells and errors
+    # Byte for byte the same cells and errors (the source_* columns are the loader's side of
+    # the contract: it points a re-fed row at its original file and row).
+    assert [line[3:] for line in again[1:3]] == [line[3:] for line in failures[1:3]]
     # The duplicate's first occurrence is not in failures.csv, so fed back alone it is valid.
     statuses = [r["status"] for r in read_csv(second / "results.csv")]
     assert statuses == ["invalid", "invalid", "valid"]

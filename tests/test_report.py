@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from importer import report
 from importer.config import Settings
 from importer.errors import PreflightError, UsageError
+from importer.columns import FAILURE_CORE_FIELDS, FAILURE_LEAD_COLUMNS
 from importer.journal import REPORT_COLUMNS, Journal
 from importer.models import Outcome, Pairing, RowStatus
 from importer.neutralize import unneutralize
@@ -34,6 +35,10 @@ from importer.report import print_summary, summary_lines, write_reports
 RUN = "20260101T000000Z-abcdef"
 TARGET = "https://acme.commercelayer.io"
 FORMULA = '=HYPERLINK("x")'
+# failures.csv's columns before and after the values (importer/columns.py).
+LEAD = list(FAILURE_LEAD_COLUMNS)
+CORE = list(FAILURE_CORE_FIELDS)
+EMPTY_CORE = [""] * len(CORE)
 
 
 def pairing(n: int, **kw: Any) -> Pairing:
@@ -47,7 +52,8 @@ def pairing(n: int, **kw: Any) -> Pairing:
 
 
 class Rows:
-    """Adds rows to a journal run the way intake and the dispatcher leave them."""
+    """Adds rows to a journal run the way intake and the dispatcher leave them: `raw` is keyed by
+    canonical field names, then the input's other headers (columns.input_values)."""
 
     def __init__(self, journal: Journal, run_id: str = RUN) -> None:
         self.journal, self.run_id, self.seq = journal, run_id, 0
@@ -110,25 +116,25 @@ SUMMARY: dict[str, Any] = {
 def fill(journal: Journal) -> Rows:
     rows = Rows(journal)
     rows.add(
-        {"Customer": "CUST000000", "Notes": "ok"},
+        {"customer_id": "CUST000000", "Notes": "ok"},
         "created",
         pairing(0, reference="+33 6 12"),
         outcome=Outcome(RowStatus.CREATED, "cpsAAAAAAA", "CUST000000", 201, attempts=1),
     )
     rows.add(
-        {"Customer": "bad", "Notes": FORMULA},
+        {"customer_id": "bad", "Notes": FORMULA},
         "invalid",
         error_code="INVALID_ROW",
         error_detail="column 'Customer': 'bad' is not a valid id",
     )
     rows.add(
-        {"Customer": "CUST000002", "Extra": "-5", "Notes": "x"},
+        {"customer_id": "CUST000002", "Extra": "-5", "Notes": "x"},
         "pending",
         pairing(2),
         outcome=Outcome(RowStatus.FAILED, None, "CUST000002", 422, "VALIDATION", "@source is taken", 3),
     )
     rows.add(
-        {"E-mail": "a@b.co", "Customer": ""},
+        {"customer_email": "a@b.co"},
         "duplicate_in_file",
         pairing(3),
         file="b.xlsx",
@@ -137,7 +143,7 @@ def fill(journal: Journal) -> Rows:
         error_detail="same pairing as in.csv row 2",
     )
     rows.add(
-        {"Customer": "CUST000004", "Notes": ""},
+        {"customer_id": "CUST000004"},
         "pending",
         pairing(4),
         outcome=Outcome(RowStatus.ALREADY_EXISTS, "cpsBBBBBBB", "CUST000004", 200),
@@ -175,7 +181,8 @@ def test_results_csv(journal: Journal, tmp_path: Path) -> None:
     assert unneutralize(first["reference"]) == "+33 6 12"
     assert first["payment_source_token"] == ""  # None is an empty cell
     invalid = lines[1]
-    assert invalid["customer_id"] == "" and invalid["http_status"] == "" and invalid["attempts"] == "0"
+    # An invalid row shows the values it was given, as typed.
+    assert invalid["customer_id"] == "bad" and invalid["http_status"] == "" and invalid["attempts"] == "0"
     assert invalid["error_detail"] == "column 'Customer': 'bad' is not a valid id"
     assert lines[2]["error_detail"] == "'@source is taken"
     assert lines[3]["source_file"] == "b.xlsx" and lines[3]["sheet"] == "June"
@@ -184,7 +191,8 @@ def test_results_csv(journal: Journal, tmp_path: Path) -> None:
 def test_results_csv_of_an_empty_run(journal: Journal, tmp_path: Path) -> None:
     write_reports(journal, RUN, tmp_path / "r", ["csv"], {"counts": {}})
     assert read_csv_rows(tmp_path / "r" / "results.csv") == [list(REPORT_COLUMNS)]
-    assert read_csv_rows(tmp_path / "r" / "failures.csv") == [["error_code", "error_detail"]]
+    # A header that loads even with no rows: fed back, it is 0 rows (test_cli_validate).
+    assert read_csv_rows(tmp_path / "r" / "failures.csv") == [[*LEAD, *CORE, "error_code", "error_detail"]]
 
 
 def test_results_csv_header_is_the_exact_contract_without_bom(journal: Journal, tmp_path: Path) -> None:
@@ -197,71 +205,91 @@ def test_results_csv_header_is_the_exact_contract_without_bom(journal: Journal, 
 
 
 def test_pending_rows_are_reported_not_attempted(journal: Journal, tmp_path: Path) -> None:
-    Rows(journal).add({"Customer": "CUST000001"}, "pending", pairing(1))
+    Rows(journal).add({"customer_id": "CUST000001"}, "pending", pairing(1))
     write_reports(journal, RUN, tmp_path, ["csv"], {})
     assert read_csv(tmp_path / "results.csv")[0]["status"] == "not_attempted"
     assert read_csv(tmp_path / "failures.csv") == [
-        {"Customer": "CUST000001", "error_code": "", "error_detail": ""}
+        {
+            "source_file": "in.csv",
+            "source_sheet": "",
+            "source_row": "2",
+            **dict.fromkeys(CORE, ""),
+            "customer_id": "CUST000001",
+            "error_code": "",
+            "error_detail": "",
+        }
     ]
 
 
 # -- failures.csv --------------------------------------------------------------------------------
-def test_failures_csv_has_original_headers_in_order_of_first_appearance(
+def test_failures_csv_has_source_then_fields_then_extras_then_errors(
     journal: Journal, tmp_path: Path
 ) -> None:
-    fill(journal)
+    fill(journal).add(
+        {"customer_id": "CUST000009", "metadata.tier": "gold", "reference": "r", "Notes": "n"},
+        "invalid",
+        error_code="INVALID_ROW",
+        error_detail="d",
+    )
     write_reports(journal, RUN, tmp_path, ["csv"], SUMMARY)
     rows = read_csv_rows(tmp_path / "failures.csv")
-    assert rows[0] == ["Customer", "Notes", "Extra", "E-mail", "error_code", "error_detail"]
+    # Canonical fields in canonical order (reference after the core ones), metadata.<key>, then
+    # the extra columns in order of first appearance.
+    assert rows[0] == [*LEAD, *CORE, "reference", "metadata.tier", "Notes", "Extra", "error_code", "error_detail"]
+    tail = ["", "", "", ""]  # reference, metadata.tier, Notes, Extra
     assert rows[1:] == [
-        ["bad", "'" + FORMULA, "", "", "INVALID_ROW", "column 'Customer': 'bad' is not a valid id"],
-        ["CUST000002", "x", "'-5", "", "VALIDATION", "'@source is taken"],
-        ["", "", "", "a@b.co", "DUPLICATE_IN_FILE", "same pairing as in.csv row 2"],
-    ]
-    assert unneutralize(rows[1][1]) == FORMULA
+        ["in.csv", "", "3", "bad", *EMPTY_CORE[1:], "", "", "'" + FORMULA, "", "INVALID_ROW",
+         "column 'Customer': 'bad' is not a valid id"],
+        ["in.csv", "", "4", "CUST000002", *EMPTY_CORE[1:], "", "", "x", "'-5", "VALIDATION", "'@source is taken"],
+        ["b.xlsx", "June", "5", "", "a@b.co", *EMPTY_CORE[2:], *tail, "DUPLICATE_IN_FILE",
+         "same pairing as in.csv row 2"],
+        ["in.csv", "", "7", "CUST000009", *EMPTY_CORE[1:], "r", "gold", "n", "", "INVALID_ROW", "d"],
+    ]  # fmt: skip
+    assert unneutralize(rows[1][len(LEAD) + len(CORE) + 2]) == FORMULA
 
 
 def test_failures_csv_when_nothing_failed_is_header_only(journal: Journal, tmp_path: Path) -> None:
-    Rows(journal).add({"Customer": "CUST000001"}, "valid", pairing(1))
+    Rows(journal).add({"customer_id": "CUST000001"}, "valid", pairing(1))
     write_reports(journal, RUN, tmp_path, ["csv"], {})
-    assert read_csv_rows(tmp_path / "failures.csv") == [["error_code", "error_detail"]]
-    assert (tmp_path / "failures.csv").read_bytes() == b"\xef\xbb\xbferror_code,error_detail\r\n"
+    header = [*LEAD, *CORE, "error_code", "error_detail"]
+    assert read_csv_rows(tmp_path / "failures.csv") == [header]
+    assert (tmp_path / "failures.csv").read_bytes() == b"\xef\xbb\xbf" + ",".join(header).encode() + b"\r\n"
 
 
 @pytest.mark.parametrize("status", ["created", "already_exists", "would_create", "valid"])
 def test_success_statuses_are_not_failures(journal: Journal, tmp_path: Path, status: str) -> None:
-    Rows(journal).add({"Customer": "CUST000001"}, status, pairing(1))
+    Rows(journal).add({"customer_id": "CUST000001"}, status, pairing(1))
     write_reports(journal, RUN, tmp_path, ["csv"], {})
     assert len(read_csv_rows(tmp_path / "failures.csv")) == 1
 
 
 def test_failures_fed_back_overwrite_error_columns(journal: Journal, tmp_path: Path) -> None:
     rows = Rows(journal)
-    # A failures.csv that was fed back: its own error columns are among the original headers.
+    # A failures.csv that was fed back: its own columns are among the original headers.
     rows.add(
-        {"Customer": "bad", "error_code": "OLD", "error_detail": "old detail"},
+        {"customer_id": "bad", "error_code": "OLD", "error_detail": "old detail", "source_row": "9"},
         "invalid",
         error_code="INVALID_ROW",
         error_detail="new detail",
     )
     rows.add(
-        {"Customer": "bad2", "Error Code": "OLD", "ERROR_DETAIL": "old"},
+        {"customer_id": "bad2", "Error Code": "OLD", "ERROR_DETAIL": "old", "Source File": "x"},
         "invalid",
         error_code="INVALID_ROW",
         error_detail="newer",
     )
     write_reports(journal, RUN, tmp_path, ["csv"], {})
     assert read_csv_rows(tmp_path / "failures.csv") == [
-        ["Customer", "error_code", "error_detail"],
-        ["bad", "INVALID_ROW", "new detail"],
-        ["bad2", "INVALID_ROW", "newer"],
+        [*LEAD, *CORE, "error_code", "error_detail"],
+        ["in.csv", "", "2", "bad", *EMPTY_CORE[1:], "INVALID_ROW", "new detail"],
+        ["in.csv", "", "3", "bad2", *EMPTY_CORE[1:], "INVALID_ROW", "newer"],
     ]
 
 
 def test_formula_headers_are_neutralized_too(journal: Journal, tmp_path: Path) -> None:
     Rows(journal).add({"=cmd": "x"}, "invalid", error_code="INVALID_ROW", error_detail="d")
     write_reports(journal, RUN, tmp_path, ["csv"], {})
-    assert read_csv_rows(tmp_path / "failures.csv")[0][0] == "'=cmd"
+    assert read_csv_rows(tmp_path / "failures.csv")[0][len(LEAD) + len(CORE)] == "'=cmd"
 
 
 # -- summary.json --------------------------------------------------------------------------------
@@ -377,10 +405,12 @@ def test_results_xlsx(journal: Journal, tmp_path: Path) -> None:
     csv_lines = read_csv(tmp_path / "results.csv")
     for line, row in zip(csv_lines, values[1:], strict=True):
         as_text = [str(int(v)) if isinstance(v, float) else v for v in row]
-        assert as_text == [line[c] for c in REPORT_COLUMNS]
+        # The CSV neutralizes (a leading '); the workbook holds the original text.
+        assert as_text == [unneutralize(line[c]) for c in REPORT_COLUMNS]
+    assert any(line["reference"].startswith("'") for line in csv_lines)
     first = dict(zip(REPORT_COLUMNS, values[1], strict=True))
     assert first["row_number"] == 2 and first["http_status"] == 201 and first["attempts"] == 1
-    assert first["reference"] == "'+33 6 12"
+    assert first["reference"] == "+33 6 12"  # the original value: a string cell is never a formula
     last = dict(zip(REPORT_COLUMNS, values[6], strict=True))
     assert last["payment_source_id"] == "0012345678"  # text, leading zeros kept
     # Numbers only in the numeric columns; everything else is text, and nothing is a formula.
@@ -583,6 +613,6 @@ def test_any_text_survives_failures_csv(cells: list[str]) -> None:
             header, line = read_csv_rows(Path(tmp) / "r" / "failures.csv")
         finally:
             j.close()
-    assert header == [*raw, "error_code", "error_detail"]
-    assert [unneutralize(c) for c in line] == [*cells, "INVALID_ROW", cells[0]]
+    assert header == [*LEAD, *CORE, *raw, "error_code", "error_detail"]
+    assert [unneutralize(c) for c in line] == ["in.csv", "", "2", *EMPTY_CORE, *cells, "INVALID_ROW", cells[0]]
     assert not any(c[:1] in "=+-@\t\r" for c in line if c)  # nothing a spreadsheet would run

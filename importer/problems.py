@@ -1,0 +1,101 @@
+"""Problems grouped by kind, for the console: "12 rows: … (rows 4, 8, 19, …)".
+
+Pure: the report's one pass over the journal feeds every failing row to `ProblemTally.add`; the
+tally keeps a count and the first few locations per kind, and at most `MAX_KINDS` kinds, so its
+memory does not grow with the file. A kind is the row's status, error code and its message with
+the row's own values taken out (quoted values, e-mails, ids, row numbers), so rows that fail for
+the same reason group together whatever their values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+SHOWN_ROWS = 5
+MAX_KINDS = 50
+MAX_LABEL = 160
+
+_VALUES = re.compile(
+    r"""'(?:[^'\\]|\\.)*'"""  # a repr()'d value: 'x@'
+    r'''|"(?:[^"\\]|\\.)*"'''
+    r"|[^\s@;,()]+@[^\s@;,()]+"  # an e-mail address
+    r"|\b(?=[A-Za-z]*\d)[A-Za-z0-9]{10}\b"  # a 10-character API id
+)
+_ROW_REFERENCE = re.compile(r"(?:\S+ )?(?:\[[^\]]*\] )?row \d+")
+
+
+def kind_label(status: str, error_code: str | None, detail: str | None) -> str:
+    """A row's problem without its values: what groups it with others."""
+    text = _ROW_REFERENCE.sub("an earlier row", _VALUES.sub("…", detail or ""))
+    text = " ".join(text.split())
+    if len(text) > MAX_LABEL:
+        text = text[: MAX_LABEL - 1] + "…"
+    code = f"{error_code}: " if error_code and error_code not in ("INVALID_ROW",) else ""
+    return f"{status}: {code}{text}" if text else f"{status}{f' {error_code}' if error_code else ''}"
+
+
+@dataclass(slots=True)
+class ProblemKind:
+    label: str
+    count: int = 0
+    rows: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ProblemTally:
+    kinds: dict[str, ProblemKind] = field(default_factory=dict)
+    other_rows: int = 0  # rows of kinds beyond MAX_KINDS
+    sources: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, status: str, error_code: str | None, detail: str | None, where: tuple[str, str, int]) -> None:
+        label = kind_label(status, error_code, detail)
+        kind = self.kinds.get(label)
+        if kind is None:
+            if len(self.kinds) >= MAX_KINDS:
+                self.other_rows += 1
+                return
+            kind = self.kinds[label] = ProblemKind(label)
+        kind.count += 1
+        if len(kind.rows) < SHOWN_ROWS:
+            kind.rows.append(where)
+            if len(self.sources) < 2:
+                self.sources.add(where[:2])
+
+    @property
+    def total(self) -> int:
+        return sum(k.count for k in self.kinds.values()) + self.other_rows
+
+    def lines(self) -> list[str]:
+        """One line per kind, the most frequent first: `12 rows: <kind> (rows 4, 8, 19, …)`.
+        Row numbers alone when every shown row is from one file and sheet, else each row is
+        named `file [sheet] row n`."""
+        one_source = len(self.sources) <= 1
+        out = []
+        for kind in sorted(self.kinds.values(), key=lambda k: -k.count):
+            shown = [_where(w, one_source) for w in kind.rows]
+            more = ", …" if kind.count > len(kind.rows) else ""
+            noun = "row" if kind.count == 1 else "rows"
+            prefix = ("row " if kind.count == 1 else "rows ") if one_source else ""
+            out.append(f"{kind.count} {noun}: {kind.label} ({prefix}{', '.join(shown)}{more})")
+        if self.other_rows:
+            out.append(f"{self.other_rows} more rows of other kinds: see failures.csv")
+        return out
+
+    def as_list(self) -> list[dict[str, object]]:
+        """For a JSON log event: the same groups, rows as {file, sheet, row}."""
+        return [
+            {
+                "kind": k.label,
+                "rows": k.count,
+                "first_rows": [{"file": f, "sheet": s, "row": n} for f, s, n in k.rows],
+            }
+            for k in sorted(self.kinds.values(), key=lambda k: -k.count)
+        ]
+
+
+def _where(where: tuple[str, str, int], bare: bool) -> str:
+    source_file, sheet, row_number = where
+    if bare:
+        return str(row_number)
+    return f"{source_file}{f' [{sheet}]' if sheet else ''} row {row_number}"
