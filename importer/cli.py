@@ -18,7 +18,7 @@ import structlog
 
 from importer import __version__
 from importer.errors import EXIT_USAGE, ImporterError
-from importer.log import configure_logging
+from importer.log import configure_logging, json_mode, level_for
 
 EXIT_BUG = 70
 
@@ -113,8 +113,7 @@ def _sigterm_as_interrupt() -> Any:
 
 
 def _dispatch_command(args: argparse.Namespace) -> int:
-    level = 20 - 10 * min(args.verbose, 1) + 10 * min(args.quiet, 2)
-    configure_logging(fmt=args.log_format, level=level)
+    configure_logging(fmt=args.log_format, level=level_for(args.verbose, args.quiet), verbose=args.verbose)
     log = structlog.get_logger("importer")
     try:
         from importer import commands
@@ -124,15 +123,23 @@ def _dispatch_command(args: argparse.Namespace) -> int:
     except ImporterError as exc:
         # An expected, explained failure: the message is the whole story, a traceback would bury it.
         log.error("run.error", error=str(exc), exit_code=exc.exit_code)  # noqa: TRY400
-        print(f"importer: error: {exc}", file=sys.stderr)
+        _say(f"importer: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("importer: interrupted", file=sys.stderr)
+        log.warning("run.interrupted", exit_code=130)
+        _say("importer: interrupted")
         return 130
     except Exception:  # a bug: keep the traceback for the log, say so plainly
         log.exception("run.crash")
-        print("importer: internal error (a bug); the log above has the details", file=sys.stderr)
+        _say("importer: internal error (a bug); the log above has the details")
         return EXIT_BUG
+
+
+def _say(line: str) -> None:
+    """A plain line for a person on stderr; in JSON mode the log event already said it, and
+    stderr holds nothing but JSON lines."""
+    if not json_mode():
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import structlog
 
 from importer.config import Settings, load_settings
 from importer.pipeline import CommandResult, RunOptions, execute
-from importer.report import print_summary
+from importer.log import json_mode
+from importer.report import FAILURES_CSV, print_summary
 from importer.runid import new_run_id
 
 log = structlog.get_logger("importer")
@@ -44,9 +45,20 @@ def _options(args: argparse.Namespace, command: str) -> RunOptions:
 
 
 def _finish(outcome: CommandResult) -> int:
-    print_summary(outcome.summary, outcome.report_dir)
+    print_summary(outcome.summary, outcome.report_dir, outcome.problems)
+    if outcome.problems.total:
+        # The same groups for a log reader (and the only place they are in JSON mode's stderr).
+        log.info(
+            "report.problems",
+            rows=outcome.problems.total,
+            kinds=outcome.problems.as_list(),
+            failures_csv=str(outcome.report_dir / FAILURES_CSV),
+        )
     if outcome.message:
-        print(f"importer: {outcome.message}", file=sys.stderr)
+        if json_mode():
+            log.error("run.message", message=outcome.message, exit_code=outcome.exit_code)
+        else:
+            print(f"importer: {outcome.message}", file=sys.stderr)
     return outcome.exit_code
 
 

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from importer.errors import PreflightError
 from importer.columns import REPORT_COLUMNS, REPORT_INPUT_FIELDS
+from importer.errors import PreflightError
 from importer.models import Outcome, Pairing, RowStatus
 
 __all__ = ["REPORT_COLUMNS", "Journal", "RowRecord"]

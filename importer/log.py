@@ -15,6 +15,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
@@ -117,10 +118,41 @@ def use_json(fmt: str | None) -> bool:
     return not _stderr_is_tty()
 
 
-def configure_logging(fmt: str | None = None, level: int = logging.INFO) -> None:
+@dataclass(slots=True)
+class _Mode:
+    json: bool = True
+    row_events: bool = False
+
+
+_MODE = _Mode()
+
+
+def json_mode() -> bool:
+    """True when the log is JSON lines: then nothing else may be written to stderr."""
+    return _MODE.json
+
+
+def row_events() -> bool:
+    """`-v`: one info event per settled row (`row.created`, `row.invalid`, …), naming its file,
+    sheet and row. Off by default: a million-row run would log a million lines."""
+    return _MODE.row_events
+
+
+def level_for(verbose: int, quiet: int) -> int:
+    """Default: run-level info events and every warning (`row.failed` included). `-v` adds the
+    per-row events (see `row_events`), `-vv` the debug events: every API answer, the config.
+    `-q` warnings and errors only, `-qq` errors only."""
+    if quiet:
+        return logging.WARNING if quiet == 1 else logging.ERROR
+    return logging.DEBUG if verbose >= 2 else logging.INFO
+
+
+def configure_logging(fmt: str | None = None, level: int = logging.INFO, *, verbose: int = 0) -> None:
     """Configure structlog. Safe to call again (tests do): the last call wins everywhere,
     because loggers are not cached on first use."""
     as_json = use_json(fmt)
+    _MODE.json = as_json
+    _MODE.row_events = verbose >= 1 and level <= logging.INFO
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -12,7 +12,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from importer.intake import intake
 from importer.journal import Journal
 from importer.loader import Loader
 from importer.models import SUCCESS_STATUSES, RowStatus
+from importer.problems import ProblemTally
 from importer.report import write_reports
 from importer.validator import Defaults
 
@@ -65,6 +66,7 @@ class CommandResult:
     summary: dict[str, Any]
     report_dir: Path
     message: str | None = None
+    problems: ProblemTally = field(default_factory=ProblemTally)
 
 
 def default_report_dir(run_id: str) -> Path:
@@ -216,8 +218,8 @@ def _execute_with(
         report_dir=str(report_dir),
         dry_run=opts.dry_run,
         resumed=resumed is not None,
-        config=settings.public_dict(),
     )
+    log.debug("run.config", config=settings.public_dict())  # -vv: the default level shows no config
     if resumed is not None:
         journal.reopen_run(run_id)
         # Re-read the files for their stats; rows come from the journal, as first read.
@@ -237,6 +239,7 @@ def _execute_with(
                 "interrupted while reading the input; nothing was sent. Run the same command again"
             ) from None
         journal.mark_intake_done(run_id)
+        warn_header_only(loader)
         log.info(
             "input.read",
             rows=counts.rows_total,
@@ -250,7 +253,21 @@ def _execute_with(
     message: str | None = None
     state = "finished"
     exit_code: int | None = None
-    if counts is not None and counts.rows_total and counts.invalid_ratio > settings.max_invalid_ratio:
+    too_many_invalid = (
+        counts is not None and counts.rows_total and counts.invalid_ratio > settings.max_invalid_ratio
+    )
+    if opts.command == "validate":
+        # validate only ever says valid / invalid / duplicate_in_file: too many invalid rows is
+        # the exit code and the message (what `run` would do), not a status of the good rows.
+        journal.mark_unsettled(run_id, RowStatus.VALID, None)
+        if too_many_invalid and counts is not None:
+            message = (
+                f"{counts.invalid} of {counts.rows_total} rows are invalid ({counts.invalid_ratio:.0%}), "
+                f"more than max_invalid_ratio {settings.max_invalid_ratio:.0%}: `run` would send nothing. "
+                "Fix the rows listed in failures.csv, or raise max_invalid_ratio"
+            )
+            exit_code = EXIT_USAGE
+    elif too_many_invalid and counts is not None:
         message = (
             f"{counts.invalid} of {counts.rows_total} rows are invalid ({counts.invalid_ratio:.0%}), "
             f"more than max_invalid_ratio {settings.max_invalid_ratio:.0%}; nothing was sent. "
@@ -260,8 +277,6 @@ def _execute_with(
         journal.mark_unsettled(
             run_id, RowStatus.NOT_ATTEMPTED, "not sent: too many invalid rows in the input"
         )
-    elif opts.command == "validate":
-        journal.mark_unsettled(run_id, RowStatus.VALID, None)
     else:
         from importer.dispatcher import dispatch  # the network side is only loaded for `run`
 
@@ -303,7 +318,7 @@ def _execute_with(
         summary["message"] = message
     if stats:
         summary.update(stats)
-    write_reports(journal, run_id, report_dir, settings.report.formats, summary)
+    problems = write_reports(journal, run_id, report_dir, settings.report.formats, summary)
     if opts.command == "run" and not opts.dry_run:
         journal.finish_run(run_id, state, summary)
     if exit_code is None:
@@ -315,7 +330,19 @@ def _execute_with(
         report_dir=str(report_dir),
         duration_s=summary["duration_s"],
     )
-    return CommandResult(exit_code, summary, report_dir, message)
+    return CommandResult(exit_code, summary, report_dir, message, problems)
+
+
+def warn_header_only(loader: Loader) -> None:
+    """A file (or sheet) with a header and no data rows is almost always the wrong export."""
+    for info in loader.file_infos:
+        if info.rows == 0:
+            log.warning(
+                "input.no_data_rows",
+                file=info.path,
+                sheets=[s for s in info.sheets if s],
+                detail=f"{info.path} has a header but no data rows; is it the right file?",
+            )
 
 
 def require_credentials(settings: Settings) -> None:

@@ -152,7 +152,10 @@ class ChunkPreparer:
                             RowStatus.DUPLICATE_IN_FILE,
                             customer_id=customer_id,
                             error_code="DUPLICATE_IN_FILE",
-                            error_detail=f"same pairing as {first}",
+                            # Intake saw two different spellings of the customer; say why
+                            # `validate` could not have found this one.
+                            error_detail=f"same customer as {first} once the e-mail was resolved, "
+                            "and the same payment source",
                         ),
                     )
                 )

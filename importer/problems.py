@@ -48,7 +48,9 @@ class ProblemTally:
     other_rows: int = 0  # rows of kinds beyond MAX_KINDS
     sources: set[tuple[str, str]] = field(default_factory=set)
 
-    def add(self, status: str, error_code: str | None, detail: str | None, where: tuple[str, str, int]) -> None:
+    def add(
+        self, status: str, error_code: str | None, detail: str | None, where: tuple[str, str, int]
+    ) -> None:
         label = kind_label(status, error_code, detail)
         kind = self.kinds.get(label)
         if kind is None:

@@ -36,11 +36,11 @@ def rebuild_report(
         summary = journal.run_summary(info.run_id) or recomputed_summary(journal, info)
         target = Path(report_dir) if report_dir else Path("reports") / info.run_id
         _check_writable(target)
-        write_reports(journal, info.run_id, target, settings.report.formats, summary)
+        problems = write_reports(journal, info.run_id, target, settings.report.formats, summary)
     finally:
         journal.close()
     log.info("report.rebuilt", journal=path, report_dir=str(target), run_state=info.state)
-    print_summary(summary, target)
+    print_summary(summary, target, problems)
     return 0
 
 

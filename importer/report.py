@@ -249,7 +249,9 @@ def _write_results(
                         if not is_report_column(name):  # a re-fed report's own columns
                             names.setdefault(name, None)
                     spool.write(
-                        json.dumps([*where, record.raw, record.error_code, record.error_detail], ensure_ascii=False)
+                        json.dumps(
+                            [*where, record.raw, record.error_code, record.error_detail], ensure_ascii=False
+                        )
                         + "\n"
                     )
     finally:
@@ -278,8 +280,9 @@ def _write_failures(path: Path, columns: list[str], spool: IO[str]) -> None:
             )
 
 
-def print_summary(summary: dict[str, Any], report_dir: Path) -> None:
-    """A short table on stdout: the non-zero counts, the totals, and where the report is.
+def print_summary(summary: dict[str, Any], report_dir: Path, problems: ProblemTally | None = None) -> None:
+    """A short table on stdout: the non-zero counts, the totals, the problems grouped by kind,
+    and where the report is.
 
     rich drops colours and styles by itself when stdout is not a terminal (a cron mail, a pipe).
     """
@@ -297,5 +300,10 @@ def print_summary(summary: dict[str, Any], report_dir: Path) -> None:
     table.add_row("rows_total", str(summary.get("rows_total", sum(counts.values()))))
     table.add_row("rows_skipped_blank", str(summary.get("rows_skipped_blank", 0)))
     console.print(table)
-    # Printed without wrapping or markup so the path can be copied as is.
+    # Printed without wrapping or markup so the paths can be copied as is.
+    if problems is not None and problems.total:
+        console.print("problems:", markup=False)
+        for line in problems.lines():
+            console.print(f"  {line}", markup=False, soft_wrap=True)
+        console.print(f"fix them in: {Path(report_dir) / FAILURES_CSV}", markup=False, soft_wrap=True)
     console.print(f"report: {report_dir}{os.sep}", markup=False, soft_wrap=True)

@@ -154,3 +154,18 @@ def xlsx_cell_kinds(path: Path, sheet: str) -> dict[str, str]:
         has_formula = cell.find("m:f", _NS) is not None
         kinds[str(cell.get("r"))] = "f" if has_formula else "n" if cell.get("t") in (None, "n") else "s"
     return kinds
+
+
+def error_message(err: str) -> str:
+    """The one error a command reported on stderr, as `importer: error: <message>`: in JSON mode
+    the `run.error` event (stderr then holds nothing but JSON lines), else the plain line."""
+    import json
+
+    for line in err.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == "run.error":
+                return f"importer: error: {event['error']}"
+        elif line.startswith("importer: error:"):
+            return line
+    raise AssertionError(f"no error reported on stderr: {err[-2000:]!r}")

@@ -13,6 +13,7 @@ import structlog
 from helpers_files import (
     HEADER,
     cid,
+    error_message,
     psid,
     read_csv,
     read_csv_rows,
@@ -25,8 +26,8 @@ from helpers_files import (
 )
 
 from importer.cli import main
-from importer.config import ENV_OVERRIDES
 from importer.columns import FAILURE_CORE_FIELDS, FAILURE_LEAD_COLUMNS
+from importer.config import ENV_OVERRIDES
 from importer.journal import REPORT_COLUMNS
 from importer.neutralize import unneutralize
 
@@ -73,7 +74,9 @@ def test_all_valid_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     results = read_csv(tmp_path / "out" / "results.csv")
     assert [r["status"] for r in results] == ["valid"] * 3
     assert [r["customer_id"] for r in results] == [cid(0), cid(1), cid(2)]
-    assert read_csv_rows(tmp_path / "out" / "failures.csv") == [[*FAILURES_LEAD, "error_code", "error_detail"]]
+    assert read_csv_rows(tmp_path / "out" / "failures.csv") == [
+        [*FAILURES_LEAD, "error_code", "error_detail"]
+    ]
     out = capsys.readouterr().out
     assert re.search(r"valid\s+3", out) and f"report: out{'/'}" in out
 
@@ -97,7 +100,7 @@ def test_only_duplicates_exit_1(tmp_path: Path) -> None:
 
 def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert validate("nope.csv") == 2
-    err = capsys.readouterr().err
+    err = error_message(capsys.readouterr().err)
     assert "importer: error: nope.csv: does not exist" in err
     assert not Path("reports").exists() or not any(Path("reports").rglob("results.csv"))
 
@@ -105,20 +108,20 @@ def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unreadable_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "broken.xlsx").write_bytes(b"this is not a workbook at all")
     assert validate("broken.xlsx", "--report-dir", "out") == 2
-    assert "importer: error: broken.xlsx: " in capsys.readouterr().err
+    assert "importer: error: broken.xlsx: " in error_message(capsys.readouterr().err)
 
 
 def test_binary_csv_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "in.csv").write_bytes(b"\x00\x01\x02\xff\xfe" * 50)
     assert validate("in.csv", "--report-dir", "out") == 2
-    assert "importer: error: in.csv: " in capsys.readouterr().err
+    assert "importer: error: in.csv: " in error_message(capsys.readouterr().err)
 
 
 def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_csv(tmp_path / "in.csv", HEADER, [valid_row(0)])
     (tmp_path / "cfg.yaml").write_text("concurency: 4\n")
     assert validate("in.csv", "-c", "cfg.yaml") == 2
-    err = capsys.readouterr().err
+    err = error_message(capsys.readouterr().err)
     assert "importer: error: config key concurency: unknown key" in err
     assert not Path("reports").exists()
 
@@ -133,7 +136,7 @@ def test_impossible_config_value_exits_2(tmp_path: Path, capsys: pytest.CaptureF
 def test_missing_required_columns_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_csv(tmp_path / "in.csv", ["Name", "Notes"], [["Ann", "x"]])
     assert validate("in.csv", "--report-dir", "out") == 2
-    err = capsys.readouterr().err
+    err = error_message(capsys.readouterr().err)
     assert "importer: error: in.csv: missing required columns" in err
     assert "'Name', 'Notes'" in err
 
@@ -152,15 +155,17 @@ def test_too_many_invalid_rows_exits_2_and_still_writes_the_report(
     (tmp_path / "cfg.yaml").write_text("max_invalid_ratio: 0.5\n")
     assert validate("in.csv", "-c", "cfg.yaml", "--report-dir", "out") == 2
     captured = capsys.readouterr()
-    assert "2 of 3 rows are invalid (67%), more than max_invalid_ratio 50%; nothing was sent" in captured.err
+    message = "2 of 3 rows are invalid (67%), more than max_invalid_ratio 50%: `run` would send nothing"
+    assert message in captured.err
     out = tmp_path / "out"
+    # validate only ever reports valid, invalid and duplicate_in_file: the good row stays valid.
     statuses = [r["status"] for r in read_csv(out / "results.csv")]
-    assert statuses == ["not_attempted", "invalid", "invalid"]
-    assert len(read_csv(out / "failures.csv")) == 3
+    assert statuses == ["valid", "invalid", "invalid"]
+    assert len(read_csv(out / "failures.csv")) == 2
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["run_state"] == "aborted"
-    assert summary["counts"]["invalid"] == 2 and summary["counts"]["not_attempted"] == 1
-    assert "max_invalid_ratio" in summary["message"]
+    assert summary["counts"]["invalid"] == 2 and summary["counts"]["not_attempted"] == 0
+    assert summary["counts"]["valid"] == 1
+    assert message in summary["message"]
 
 
 def test_invalid_ratio_at_the_limit_is_allowed(tmp_path: Path) -> None:
@@ -399,11 +404,11 @@ def test_secret_never_appears_anywhere(
     monkeypatch.setenv("CL_CLIENT_ID", "client-id")
     two_inputs(tmp_path)
     (tmp_path / "cfg.yaml").write_text("report:\n  formats: [csv, xlsx]\n")
-    assert validate("a.csv", "b.xlsx", "-c", "cfg.yaml", "--report-dir", "out", "-v") == 1
+    assert validate("a.csv", "b.xlsx", "-c", "cfg.yaml", "--report-dir", "out", "-vv") == 1
     captured = capsys.readouterr()
     assert SECRET not in captured.out and SECRET not in captured.err
-    start = next(line for line in log_lines(captured.err) if line["event"] == "run.start")
-    assert start["config"]["commercelayer"]["client_secret"] == "***"
+    config = next(line for line in log_lines(captured.err) if line["event"] == "run.config")  # -vv only
+    assert config["config"]["commercelayer"]["client_secret"] == "***"
     for path in (tmp_path / "out").iterdir():
         assert SECRET.encode() not in path.read_bytes(), path.name
     import zipfile

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers_files import error_message
 from pydantic import BaseModel
 
 from importer.config import PRESETS, Settings, is_loopback, load_settings
@@ -363,7 +364,7 @@ def test_unknown_key_exits_2_via_main(
         assert main(["validate", "in.csv", "-c", "config.yaml", "--log-format", "json"]) == 2
     finally:
         structlog.reset_defaults()
-    err = capsys.readouterr().err
+    err = error_message(capsys.readouterr().err)
     assert "importer: error: config key rate_limit.presett: unknown key" in err
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from helpers_files import (
+    error_message,
     read_csv,
     read_csv_rows,
     xlsx_autofilter,
@@ -23,9 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from importer import report
+from importer.columns import FAILURE_CORE_FIELDS, FAILURE_LEAD_COLUMNS
 from importer.config import Settings
 from importer.errors import PreflightError, UsageError
-from importer.columns import FAILURE_CORE_FIELDS, FAILURE_LEAD_COLUMNS
 from importer.journal import REPORT_COLUMNS, Journal
 from importer.models import Outcome, Pairing, RowStatus
 from importer.neutralize import unneutralize
@@ -235,12 +236,22 @@ def test_failures_csv_has_source_then_fields_then_extras_then_errors(
     rows = read_csv_rows(tmp_path / "failures.csv")
     # Canonical fields in canonical order (reference after the core ones), metadata.<key>, then
     # the extra columns in order of first appearance.
-    assert rows[0] == [*LEAD, *CORE, "reference", "metadata.tier", "Notes", "Extra", "error_code", "error_detail"]
+    assert rows[0] == [
+        *LEAD,
+        *CORE,
+        "reference",
+        "metadata.tier",
+        "Notes",
+        "Extra",
+        "error_code",
+        "error_detail",
+    ]
     tail = ["", "", "", ""]  # reference, metadata.tier, Notes, Extra
     assert rows[1:] == [
         ["in.csv", "", "3", "bad", *EMPTY_CORE[1:], "", "", "'" + FORMULA, "", "INVALID_ROW",
          "column 'Customer': 'bad' is not a valid id"],
-        ["in.csv", "", "4", "CUST000002", *EMPTY_CORE[1:], "", "", "x", "'-5", "VALIDATION", "'@source is taken"],
+        ["in.csv", "", "4", "CUST000002", *EMPTY_CORE[1:], "", "", "x", "'-5", "VALIDATION",
+         "'@source is taken"],
         ["b.xlsx", "June", "5", "", "a@b.co", *EMPTY_CORE[2:], *tail, "DUPLICATE_IN_FILE",
          "same pairing as in.csv row 2"],
         ["in.csv", "", "7", "CUST000009", *EMPTY_CORE[1:], "r", "gold", "n", "", "INVALID_ROW", "d"],
@@ -589,7 +600,7 @@ def test_importer_report_errors_exit_2(
 
     missing = str(tmp_path / "missing.sqlite")
     assert main(["report", "--journal", missing, "--log-format", "json"]) == 2
-    assert f"importer: error: journal {missing} not found" in capsys.readouterr().err
+    assert f"importer: error: journal {missing} not found" in error_message(capsys.readouterr().err)
     assert main(["report", "--journal", journal.path, "--run-id", "nope", "--log-format", "json"]) == 2
     assert f"the latest runs are: {RUN} (run, running, " in capsys.readouterr().err
 
@@ -614,5 +625,13 @@ def test_any_text_survives_failures_csv(cells: list[str]) -> None:
         finally:
             j.close()
     assert header == [*LEAD, *CORE, *raw, "error_code", "error_detail"]
-    assert [unneutralize(c) for c in line] == ["in.csv", "", "2", *EMPTY_CORE, *cells, "INVALID_ROW", cells[0]]
+    assert [unneutralize(c) for c in line] == [
+        "in.csv",
+        "",
+        "2",
+        *EMPTY_CORE,
+        *cells,
+        "INVALID_ROW",
+        cells[0],
+    ]
     assert not any(c[:1] in "=+-@\t\r" for c in line if c)  # nothing a spreadsheet would run

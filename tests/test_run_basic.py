@@ -125,8 +125,9 @@ def test_emails_unknown_and_resolved_duplicates(tmp_path: Path) -> None:
             "duplicate_in_file",
         ]
         source = str(tmp_path / "in.csv")
-        assert rows[1]["error_detail"] == f"same pairing as {source} row 2"
-        assert rows[4]["error_detail"] == f"same pairing as {source} row 5"
+        resolved = "once the e-mail was resolved, and the same payment source"
+        assert rows[1]["error_detail"] == f"same customer as {source} row 2 {resolved}"
+        assert rows[4]["error_detail"] == f"same customer as {source} row 5 {resolved}"
         assert (
             rows[2]["error_code"] == "CUSTOMER_NOT_FOUND" and "nobody@example.com" in rows[2]["error_detail"]
         )
