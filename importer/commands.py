@@ -10,8 +10,8 @@ from typing import Any
 import structlog
 
 from importer.config import Settings, load_settings
-from importer.pipeline import CommandResult, RunOptions, execute
 from importer.log import json_mode
+from importer.pipeline import CommandResult, RunOptions, execute
 from importer.report import FAILURES_CSV, print_summary
 from importer.runid import new_run_id
 
