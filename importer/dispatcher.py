@@ -97,17 +97,22 @@ class _Run:
 
     # -- outcomes ---------------------------------------------------------------------------
     def settle(self, seq: int, outcome: Outcome) -> None:
+        """A worker's outcome (a POST). With --fail-fast a failure stops the run at once: rows
+        already in flight finish, rows still queued (all later in the input) are not sent."""
         self.journal.set_outcome(self.run_id, seq, outcome)
         self._count(seq, outcome)
+        if outcome.status is RowStatus.FAILED and self.fail_fast:
+            self.halt.set()
 
     def _count(self, seq: int, outcome: Outcome) -> None:
         self.stats.rows_settled += 1
         self.stats.by_status[outcome.status.value] = self.stats.by_status.get(outcome.status.value, 0) + 1
         self.progress.settled(seq, outcome)
-        if outcome.status is RowStatus.FAILED and self.fail_fast:
-            self.halt.set()
+        if outcome.status is RowStatus.FAILED and self.fail_fast and self.stats.first_failure is None:
+            self.stats.first_failure = self.journal.location(self.run_id, seq)
 
     def settle_many(self, items: list[tuple[int, Outcome]]) -> None:
+        """Outcomes of look-ups (no POST). They do not halt the run: `feed` stops after them."""
         if items:
             self.journal.set_many_outcomes(self.run_id, items)
             for seq, outcome in items:
@@ -128,11 +133,25 @@ class _Run:
         await self.prepared.put(_DONE)
 
     async def feed(self) -> None:
-        """Settle what look-ups settled, queue the rest; `max_rows` caps the rows that need a POST."""
+        """Settle what look-ups settled, queue the rest; `max_rows` caps the rows that need a POST.
+
+        --fail-fast and a failure found by a look-up (say an unknown e-mail at row 50): the
+        rows before it in the input are still queued and sent, as if the rows had been taken
+        one by one, and nothing after it is taken. The look-ups of a chunk run ahead of its
+        POSTs, so halting right there would leave earlier rows unsent for no reason of theirs."""
         needing_post = 0
         while (prepared := await self.prepared.get()) is not None and not self.halt.is_set():
-            self.settle_many(prepared.settled)
-            for work in prepared.work:
+            settled, works = prepared.settled, prepared.work
+            stop_at = (
+                min((seq for seq, o in settled if o.status is RowStatus.FAILED), default=None)
+                if self.fail_fast
+                else None
+            )
+            if stop_at is not None:
+                settled = [item for item in settled if item[0] <= stop_at]
+                works = [work for work in works if work.seq < stop_at]
+            self.settle_many(settled)
+            for work in works:
                 if self.halt.is_set() or (self.max_rows is not None and needing_post >= self.max_rows):
                     break
                 needing_post += 1
@@ -141,8 +160,9 @@ class _Run:
                 else:
                     await self.queue.put(work)
             else:
-                continue
-            break  # max_rows reached (or halted): the rest stays pending
+                if stop_at is None:
+                    continue
+            break  # max_rows reached, halted, or a look-up failed under --fail-fast
         for _ in range(self.settings.concurrency):
             await self.queue.put(_DONE)
 
@@ -249,7 +269,11 @@ async def dispatch(
         return stats  # nothing open: no token, no request
     started = time.monotonic()
     progress = RunProgress(
-        total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic
+        total,
+        interval_s=settings.progress_interval_s,
+        bar=progress_bar,
+        clock=time.monotonic,
+        locate=lambda seq: journal.location(run_id, seq),
     )
     base = settings.commercelayer.base_url or target
     own_sender = sender is None

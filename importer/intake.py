@@ -11,10 +11,15 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import structlog
+
 from importer.columns import input_values
 from importer.journal import Journal
+from importer.log import row_events
 from importer.models import RowStatus, SourceRow
 from importer.validator import Defaults, validate_row
+
+log = structlog.get_logger("importer")
 
 
 @dataclass(slots=True)
@@ -52,6 +57,7 @@ def intake(
         batch.clear()
         pending_keys.clear()
 
+    verbose = row_events()  # -v: one event per row; checked once, this loop is hot
     for row in rows:
         seq = counts.rows_total
         counts.rows_total += 1
@@ -75,6 +81,14 @@ def intake(
                 counts.valid += 1
                 pending_keys[key] = _where(row.source_file, row.sheet, row.row_number)
                 status, code, detail = "pending", None, None
+        if verbose:
+            log.info(
+                f"row.{'valid' if status == 'pending' else status}",
+                file=row.source_file,
+                sheet=row.sheet,
+                row=row.row_number,
+                detail=detail,
+            )
         raw_json = json.dumps(input_values(row), ensure_ascii=False)
         batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key, pairing_json,
                       status, code, detail))  # fmt: skip

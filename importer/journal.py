@@ -309,6 +309,13 @@ class Journal:
             "UPDATE rows SET resolved_key=? WHERE run_id=? AND seq=?", (resolved_key, run_id, seq)
         )
 
+    def location(self, run_id: str, seq: int) -> tuple[str, str, int]:
+        """Where row `seq` came from, (file, sheet, row number): what per-row events name."""
+        row = self._conn.execute(
+            "SELECT source_file, sheet, row_number FROM rows WHERE run_id=? AND seq=?", (run_id, seq)
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else ("", "", 0)
+
     def count_rows(self, run_id: str) -> dict[str, int]:
         return dict(
             self._conn.execute(

@@ -297,18 +297,7 @@ def _execute_with(
             exit_code, state, message = EXIT_ABORTED, "aborted", str(exc)
             stats = dict(exc.stats)
         journal.mark_unsettled(
-            run_id,
-            RowStatus.NOT_ATTEMPTED,
-            "not sent: "
-            + (
-                "run aborted"
-                if state == "aborted"
-                else "run interrupted"
-                if state == "interrupted"
-                else "beyond --max-rows"
-                if opts.max_rows is not None
-                else "run stopped early"
-            ),
+            run_id, RowStatus.NOT_ATTEMPTED, "not sent: " + _why_not_sent(state, opts, stats)
         )
 
     row_counts = journal.count_rows(run_id)
@@ -331,6 +320,25 @@ def _execute_with(
         duration_s=summary["duration_s"],
     )
     return CommandResult(exit_code, summary, report_dir, message, problems)
+
+
+def _why_not_sent(state: str, opts: RunOptions, stats: dict[str, Any]) -> str:
+    if state == "aborted":
+        return "run aborted"
+    if state == "interrupted":
+        return "run interrupted"
+    stopped_at = stats.get("fail_fast_stopped_at")
+    if stopped_at:
+        return f"--fail-fast stopped the run at the first failure, {where_text(stopped_at)}"
+    if opts.max_rows is not None:
+        return "beyond --max-rows"
+    return "run stopped early"
+
+
+def where_text(where: dict[str, Any]) -> str:
+    """`file [sheet] row n`, as duplicate_in_file details name a row."""
+    sheet = f" [{where['sheet']}]" if where.get("sheet") else ""
+    return f"{where['file']}{sheet} row {where['row']}"
 
 
 def warn_header_only(loader: Loader) -> None:

@@ -1,7 +1,9 @@
 """What a person sees while rows are dispatched: a rich bar (optional) and structlog events.
 
 Events (always, bar or not): `run.progress` every `progress_interval_s`, one `row.failed` per
-failed row, and `run.paused` / `run.resumed` around every 429 pause.
+failed row, and `run.paused` / `run.resumed` around every 429 pause. With `-v`, one
+`row.<status>` event per settled row. Every per-row event names the row's `file`, `sheet` and
+`row` (the number the spreadsheet shows).
 """
 
 from __future__ import annotations
@@ -15,14 +17,24 @@ import structlog
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from importer.log import row_events
 from importer.models import Outcome, RowStatus
 
 log = structlog.get_logger("importer")
 
 
 class RunProgress:
-    def __init__(self, total: int, *, interval_s: float, bar: bool, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        total: int,
+        *,
+        interval_s: float,
+        bar: bool,
+        clock: Callable[[], float],
+        locate: Callable[[int], tuple[str, str, int]] | None = None,
+    ) -> None:
         self.total = total
+        self._locate = locate
         self.interval_s = interval_s
         self._clock = clock
         self._started = clock()
@@ -66,12 +78,24 @@ class RunProgress:
         if outcome.status is RowStatus.FAILED:
             log.warning(
                 "row.failed",
-                seq=seq,
+                **self.where(seq),
                 error_code=outcome.error_code,
                 http_status=outcome.http_status,
                 detail=outcome.error_detail,
             )
+        elif row_events():
+            log.info(
+                f"row.{outcome.status.value}",
+                **self.where(seq),
+                customer_payment_source_id=outcome.customer_payment_source_id,
+                detail=outcome.error_detail,
+            )
         self._refresh()
+
+    def where(self, seq: int) -> dict[str, object]:
+        """The row as a person finds it: file, sheet and the row number the spreadsheet shows."""
+        source_file, sheet, row_number = self._locate(seq) if self._locate else ("", "", 0)
+        return {"file": source_file, "sheet": sheet, "row": row_number}
 
     def on_pause(self, pause_s: float) -> None:
         self.paused = True

@@ -23,6 +23,8 @@ class DispatchStats:
     ambiguous_outcomes: int = 0  # POSTs with an unknown outcome, settled by a look-up
     by_status: dict[str, int] = field(default_factory=dict)
     max_window_held: dict[str, int] = field(default_factory=dict)  # client-side, for the bench
+    # --fail-fast: the failure that stopped the run, (file, sheet, row): the first one learned of.
+    first_failure: tuple[str, str, int] | None = None
 
     @property
     def throughput_rows_per_s(self) -> float:
@@ -45,4 +47,9 @@ class DispatchStats:
             "rows_settled": self.rows_settled,
             "ambiguous_outcomes": self.ambiguous_outcomes,
             "lookups_per_100_rows": round(self.lookups_per_100_rows, 2),
+            **(
+                {"fail_fast_stopped_at": dict(zip(("file", "sheet", "row"), self.first_failure, strict=True))}
+                if self.first_failure is not None
+                else {}
+            ),
         }

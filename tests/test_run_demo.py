@@ -36,5 +36,8 @@ def test_progress_bar_and_events(tmp_path: Path) -> None:
         run_import(settings_for(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "rep", progress=True)
     failed = [e for e in logs if e["event"] == "row.failed"]
     assert len(failed) == 1
-    assert failed[0]["seq"] == 30 and failed[0]["error_code"] == "VALIDATION_ERROR"
+    # Named as a person finds it: the file and the row number the spreadsheet shows.
+    assert failed[0]["file"] == str(tmp_path / "in.csv") and failed[0]["sheet"] == ""
+    assert failed[0]["row"] == 32 and "seq" not in failed[0]
+    assert failed[0]["error_code"] == "VALIDATION_ERROR"
     assert failed[0]["http_status"] == 422 and "customer - must exist" in failed[0]["detail"]
