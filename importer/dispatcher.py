@@ -24,6 +24,7 @@ from importer.client import Abort, ApiClient
 from importer.config import Settings
 from importer.create import Creator
 from importer.errors import RunAborted
+from importer.existence import ExistenceChecker
 from importer.journal import Journal
 from importer.limits import Windows, WindowSpec
 from importer.models import Outcome, Pairing, RowStatus
@@ -85,6 +86,7 @@ class _Run:
         )
         self.preparer = ChunkPreparer(journal, run_id, target, reader, stats, dry_run=dry_run)
         self.rechecker = Rechecker(reader)
+        self.existence = ExistenceChecker(self.client, stats)
         self.creator = Creator(
             journal, target, run_id, self.client, self.rechecker, self.backoff, stats, sleep
         )
@@ -151,12 +153,22 @@ class _Run:
                 settled = [item for item in settled if item[0] <= stop_at]
                 works = [work for work in works if work.seq < stop_at]
             self.settle_many(settled)
+            missing = (
+                await self.existence.check((w.seq, w.pairing, w.customer_id) for w in works)
+                if self.dry_run
+                else {}
+            )
             for work in works:
                 if self.halt.is_set() or (self.max_rows is not None and needing_post >= self.max_rows):
                     break
                 needing_post += 1
                 if self.dry_run:
-                    self.settle(work.seq, Outcome(RowStatus.WOULD_CREATE, customer_id=work.customer_id))
+                    # would_create: the customer exists, the entry does not, and the payment
+                    # source (or method) the POST would name exists (existence.py).
+                    outcome = missing.get(work.seq) or Outcome(
+                        RowStatus.WOULD_CREATE, customer_id=work.customer_id
+                    )
+                    self.settle(work.seq, outcome)
                 else:
                     await self.queue.put(work)
             else:

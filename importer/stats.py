@@ -21,6 +21,7 @@ class DispatchStats:
     elapsed_s: float = 0.0
     rows_settled: int = 0
     ambiguous_outcomes: int = 0  # POSTs with an unknown outcome, settled by a look-up
+    existence_lookups: int = 0  # --dry-run: GETs that checked payment sources/methods exist
     by_status: dict[str, int] = field(default_factory=dict)
     max_window_held: dict[str, int] = field(default_factory=dict)  # client-side, for the bench
     # --fail-fast: the failure that stopped the run, (file, sheet, row): the first one learned of.
@@ -47,6 +48,7 @@ class DispatchStats:
             "rows_settled": self.rows_settled,
             "ambiguous_outcomes": self.ambiguous_outcomes,
             "lookups_per_100_rows": round(self.lookups_per_100_rows, 2),
+            "existence_lookup_requests": self.existence_lookups,
             **(
                 {"fail_fast_stopped_at": dict(zip(("file", "sheet", "row"), self.first_failure, strict=True))}
                 if self.first_failure is not None
