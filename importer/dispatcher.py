@@ -74,7 +74,7 @@ class _Run:
         self.client = ApiClient(
             sender,
             self.tokens,
-            Pacer(self.windows, self.gate, clock, sleep),
+            Pacer(self.windows, self.gate, clock, sleep, on_wait=progress.on_wait),
             self.backoff,
             stats,
             slots=settings.concurrency,

@@ -139,11 +139,19 @@ class PauseGate:
 class Pacer:
     """Gate + windows: `admit` returns when a request may be sent *now*, and has stamped it."""
 
-    def __init__(self, windows: Windows, gate: PauseGate, clock: Clock, sleep: Sleep) -> None:
+    def __init__(
+        self,
+        windows: Windows,
+        gate: PauseGate,
+        clock: Clock,
+        sleep: Sleep,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self.windows = windows
         self.gate = gate
         self._clock = clock
         self._sleep = sleep
+        self._on_wait = on_wait  # told how long a request waits for a window (the progress line)
 
     async def admit(self, endpoint: str) -> Permit:
         probe: int | None = None
@@ -156,6 +164,8 @@ class Pacer:
                 wait = self.windows.take(endpoint, self._clock())
                 if wait <= 0.0:
                     return Permit(probe)
+                if self._on_wait is not None:
+                    self._on_wait(wait)
                 await self._sleep(wait)
         except BaseException:
             self.gate.give_back(probe)

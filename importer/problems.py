@@ -17,7 +17,8 @@ MAX_KINDS = 50
 MAX_LABEL = 160
 
 _VALUES = re.compile(
-    r"""'(?:[^'\\]|\\.)*'"""  # a repr()'d value: 'x@'
+    r"(?P<keep>\bcolumns? '[^']*'(?: and '[^']*')?)"  # a column's name is the kind, not a value
+    r"""|'(?:[^'\\]|\\.)*'"""  # a repr()'d value: 'x@'
     r'''|"(?:[^"\\]|\\.)*"'''
     r"|[^\s@;,()]+@[^\s@;,()]+"  # an e-mail address
     r"|\b(?=[A-Za-z]*\d)[A-Za-z0-9]{10}\b"  # a 10-character API id
@@ -27,7 +28,8 @@ _ROW_REFERENCE = re.compile(r"(?:\S+ )?(?:\[[^\]]*\] )?row \d+")
 
 def kind_label(status: str, error_code: str | None, detail: str | None) -> str:
     """A row's problem without its values: what groups it with others."""
-    text = _ROW_REFERENCE.sub("an earlier row", _VALUES.sub("…", detail or ""))
+    text = _VALUES.sub(lambda m: m.group("keep") or "…", detail or "")
+    text = _ROW_REFERENCE.sub("an earlier row", text)
     text = " ".join(text.split())
     if len(text) > MAX_LABEL:
         text = text[: MAX_LABEL - 1] + "…"
@@ -51,6 +53,8 @@ class ProblemTally:
     def add(
         self, status: str, error_code: str | None, detail: str | None, where: tuple[str, str, int]
     ) -> None:
+        if len(self.sources) < 2:
+            self.sources.add(where[:2])
         label = kind_label(status, error_code, detail)
         kind = self.kinds.get(label)
         if kind is None:
@@ -61,8 +65,6 @@ class ProblemTally:
         kind.count += 1
         if len(kind.rows) < SHOWN_ROWS:
             kind.rows.append(where)
-            if len(self.sources) < 2:
-                self.sources.add(where[:2])
 
     @property
     def total(self) -> int:
@@ -70,7 +72,7 @@ class ProblemTally:
 
     def lines(self) -> list[str]:
         """One line per kind, the most frequent first: `12 rows: <kind> (rows 4, 8, 19, …)`.
-        Row numbers alone when every shown row is from one file and sheet, else each row is
+        Row numbers alone when every failing row is from one file and sheet, else each row is
         named `file [sheet] row n`."""
         one_source = len(self.sources) <= 1
         out = []

@@ -24,6 +24,8 @@ log = structlog.get_logger("importer")
 
 
 class RunProgress:
+    BAR_REFRESH_S = 0.5
+
     def __init__(
         self,
         total: int,
@@ -41,6 +43,7 @@ class RunProgress:
         self.counts: Counter[str] = Counter()
         self.done = 0
         self.paused = False
+        self._window_until = 0.0
         self._bar: Progress | None = None
         self._task: Any = None
         if bar:
@@ -97,6 +100,19 @@ class RunProgress:
         source_file, sheet, row_number = self._locate(seq) if self._locate else ("", "", 0)
         return {"file": source_file, "sheet": sheet, "row": row_number}
 
+    def on_wait(self, wait_s: float) -> None:
+        """A request waits `wait_s` for room in a rate window: the line says so until then."""
+        self._window_until = max(self._window_until, self._clock() + wait_s)
+
+    def note(self) -> str:
+        """What the run is waiting for, if anything, with the time left."""
+        if self.paused:
+            return "paused (429)"
+        left = self._window_until - self._clock()
+        if left > 0.05:
+            return f"waiting for a rate window, {left:.1f} s left"
+        return ""
+
     def on_pause(self, pause_s: float) -> None:
         self.paused = True
         log.warning("run.paused", reason="429", pause_s=round(pause_s, 3))
@@ -116,7 +132,7 @@ class RunProgress:
             created=self.counts[RowStatus.CREATED.value],
             failed=self.counts[RowStatus.FAILED.value],
             rate=self.rate,
-            note="paused (429)" if self.paused else "",
+            note=self.note(),
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -125,11 +141,19 @@ class RunProgress:
             "total": self.total,
             "rows_per_s": round(self.rate, 2),
             "paused": self.paused,
+            "waiting_for_window_s": round(max(0.0, self._window_until - self._clock()), 1),
             **dict(sorted(self.counts.items())),
         }
 
     async def ticker(self) -> None:
-        """Log `run.progress` every interval until cancelled."""
+        """Log `run.progress` every interval until cancelled. With the bar, also redraw it twice
+        a second, so its rate and the time left in a rate window stay current while no row
+        settles (it used to freeze at the last rate during a wait)."""
+        next_event = self._clock() + self.interval_s
         while True:
-            await asyncio.sleep(self.interval_s)
-            log.info("run.progress", **self.snapshot())
+            step = min(self.BAR_REFRESH_S, self.interval_s) if self._bar is not None else self.interval_s
+            await asyncio.sleep(step)
+            self._refresh()
+            if self._clock() >= next_event - 1e-3:
+                next_event = self._clock() + self.interval_s
+                log.info("run.progress", **self.snapshot())
