@@ -113,8 +113,9 @@ def test_run_groups_a_missing_payment_source(tmp_path: Path) -> None:
         )
     assert out.code == 1, out.err[-2000:]
     assert (
-        "3 rows: failed: PAYMENT_SOURCE_NOT_FOUND: payment_source_id not found: no stripe_payments with id … "
-        "in this organization, so the real run would fail this row; correct the id (or the type) (rows 3, 5, 6)"
+        "3 rows: failed: PAYMENT_SOURCE_NOT_FOUND: payment_source_id not found: no stripe_payments "
+        "with id … in this organization, so the real run would fail this row; correct the id "
+        "(or the type) (rows 3, 5, 6)"
     ) in out.out
     assert f"fix them in: {Path('rep') / 'failures.csv'}" in out.out
 
