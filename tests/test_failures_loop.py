@@ -48,7 +48,7 @@ def test_failures_csv_of_an_all_success_run_feeds_back_as_zero_rows(tmp_path: Pa
 
 def test_two_header_spellings_give_one_column_per_field_and_feed_back(tmp_path: Path) -> None:
     data = generate(DEMO_SEED, 20)
-    good = [s for s in data.sources[:6]]
+    good = list(data.sources[:6])
     email_of = {c.id: c.email for c in data.customers}
     write_csv(
         tmp_path / "a.csv",
