@@ -43,3 +43,19 @@ def test_the_samples_the_readme_names_validate_clean(tmp_path: Path, monkeypatch
     assert code == 0
     lines = (tmp_path / "results.csv").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 41  # the header + 40 pairings, all valid
+
+
+def test_the_readme_lists_the_report_columns_the_code_writes() -> None:
+    """README's results.csv column list and failures.csv shape are the code's, in order."""
+    from importer.columns import ERROR_COLUMNS, FAILURE_CORE_FIELDS, FAILURE_LEAD_COLUMNS, REPORT_COLUMNS
+
+    listed = re.search(r"`results\.csv` — .*?\n\s*`([a-z_,]+)`", README, flags=re.S)
+    assert listed is not None, "README has no results.csv column list"
+    assert tuple(listed.group(1).split(",")) == REPORT_COLUMNS
+    assert f"`{','.join(FAILURE_LEAD_COLUMNS)}`" in README
+    assert f"`{','.join(FAILURE_CORE_FIELDS)}`" in README
+    assert f"`{','.join(ERROR_COLUMNS)}`" in README
+    from importer.models import RowStatus
+
+    for status in RowStatus:  # every status the report can hold has its line in the table
+        assert f"| `{status.value}` |" in README, status
