@@ -129,7 +129,9 @@ def test_invalid_credentials_abort_through_the_cli(
         )
         assert code == 3
         captured = capsys.readouterr()
-        assert f"importer: {INVALID_CLIENT}" in captured.err
+        # JSON mode: the closing message is the run.message event, not a plain line.
+        assert f'"message": "{INVALID_CLIENT}' in captured.err
+        assert "importer: " not in captured.err
         assert "wrong-secret-value" not in captured.out + captured.err
         rows = results(tmp_path / "rep")
         assert len(rows) == 12 and {r["status"] for r in rows} == {"not_attempted"}

@@ -89,7 +89,7 @@ def test_sigint_mid_run_then_resume(tmp_path: Path) -> None:
         str(info.customers),
     ) as sb:
         config = _config(sb, tmp_path)
-        args = ["run", str(tmp_path / "in.csv"), "-c", str(config), "--log-format", "json", "-v"]  # debug
+        args = ["run", str(tmp_path / "in.csv"), "-c", str(config), "--log-format", "json", "-vv"]  # debug
         proc = _cli([*args, "--report-dir", str(tmp_path / "r1")], tmp_path)
         try:
             for _ in range(600):  # up to 30 s for the first rows to land
