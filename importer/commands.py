@@ -44,7 +44,8 @@ def _options(args: argparse.Namespace, command: str) -> RunOptions:
     )
 
 
-def _finish(outcome: CommandResult) -> int:
+def finish(outcome: CommandResult) -> int:
+    """The counts and grouped problems on stdout, the closing message, the exit code."""
     print_summary(outcome.summary, outcome.report_dir, outcome.problems)
     if outcome.problems.total:
         # The same groups for a log reader (and the only place they are in JSON mode's stderr).
@@ -64,7 +65,7 @@ def _finish(outcome: CommandResult) -> int:
 
 def cmd_validate(args: argparse.Namespace, config_path: str | None) -> int:
     settings = _settings(args, config_path)
-    return _finish(execute(settings, _options(args, "validate")))
+    return finish(execute(settings, _options(args, "validate")))
 
 
 def cmd_run(args: argparse.Namespace, config_path: str | None) -> int:
@@ -73,7 +74,7 @@ def cmd_run(args: argparse.Namespace, config_path: str | None) -> int:
         from importer.errors import UsageError
 
         raise UsageError("--max-rows must be 0 or more")
-    return _finish(execute(settings, _options(args, "run")))
+    return finish(execute(settings, _options(args, "run")))
 
 
 def cmd_demo(args: argparse.Namespace, config_path: str | None) -> int:

@@ -17,7 +17,6 @@ import structlog
 
 from importer.config import load_settings
 from importer.pipeline import RunOptions, default_report_dir, execute
-from importer.report import print_summary
 from importer.runid import new_run_id
 from importer.sandbox.settings import DEMO_CUSTOMERS, DEMO_SEED, SandboxSettings
 from importer.sandbox.testing import SandboxThread
@@ -72,7 +71,6 @@ def run_demo(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty() and not getattr(args, "quiet", 0),
         )
         outcome = execute(settings, options)
-    print_summary(outcome.summary, outcome.report_dir)
-    if outcome.message:
-        print(f"importer: {outcome.message}", file=sys.stderr)
-    return outcome.exit_code
+    from importer.commands import finish  # the same closing output as `run`
+
+    return finish(outcome)
