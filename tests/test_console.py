@@ -229,3 +229,26 @@ def test_a_throttled_run_reports_its_window_waits(tmp_path: Path) -> None:
     assert out.code == 0, out.err[-2000:]
     progress = [e for e in events(out.err) if e["event"] == "run.progress"]
     assert progress and any(e["waiting_for_window_s"] > 0 for e in progress)
+
+
+def test_verbosity_levels() -> None:
+    import logging
+
+    from importer.log import configure_logging, level_for, row_events
+
+    assert [level_for(v, 0) for v in (0, 1, 2, 3)] == [
+        logging.INFO,
+        logging.INFO,
+        logging.DEBUG,
+        logging.DEBUG,
+    ]
+    assert level_for(2, 1) == logging.WARNING and level_for(0, 2) == logging.ERROR
+    try:
+        configure_logging("json", level_for(1, 0), verbose=1)
+        assert row_events()
+        configure_logging("json", level_for(0, 0), verbose=0)
+        assert not row_events()
+        configure_logging("json", level_for(1, 1), verbose=1)  # -v -q: quiet wins
+        assert not row_events()
+    finally:
+        configure_logging("json")
