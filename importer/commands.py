@@ -40,8 +40,13 @@ def _options(args: argparse.Namespace, command: str) -> RunOptions:
         dry_run=bool(getattr(args, "dry_run", False)),
         max_rows=getattr(args, "max_rows", None),
         fail_fast=bool(getattr(args, "fail_fast", False)),
-        progress=sys.stderr.isatty() and not getattr(args, "quiet", 0),
+        progress=show_progress_bar(args),
     )
+
+
+def show_progress_bar(args: argparse.Namespace) -> bool:
+    """The rich bar is for a person at a terminal; in JSON mode stderr is JSON lines only."""
+    return sys.stderr.isatty() and not getattr(args, "quiet", 0) and not json_mode()
 
 
 def finish(outcome: CommandResult) -> int:

@@ -8,13 +8,13 @@ journal lives in a temporary folder, so every demo starts from scratch and gives
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 from typing import Protocol
 
 import structlog
 
+from importer.commands import finish, show_progress_bar
 from importer.config import load_settings
 from importer.pipeline import RunOptions, default_report_dir, execute
 from importer.runid import new_run_id
@@ -68,9 +68,7 @@ def run_demo(args: argparse.Namespace) -> int:
             inputs=inputs,
             run_id=run_id,
             report_dir=report_dir,
-            progress=sys.stderr.isatty() and not getattr(args, "quiet", 0),
+            progress=show_progress_bar(args),
         )
         outcome = execute(settings, options)
-    from importer.commands import finish  # the same closing output as `run`
-
-    return finish(outcome)
+    return finish(outcome)  # the same closing output as `run`

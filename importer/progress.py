@@ -44,6 +44,7 @@ class RunProgress:
         self.done = 0
         self.paused = False
         self._window_until = 0.0
+        self._pause_until = 0.0
         self._bar: Progress | None = None
         self._task: Any = None
         if bar:
@@ -107,7 +108,8 @@ class RunProgress:
     def note(self) -> str:
         """What the run is waiting for, if anything, with the time left."""
         if self.paused:
-            return "paused (429)"
+            left = self._pause_until - self._clock()
+            return f"paused (429), {left:.1f} s left" if left > 0.05 else "paused (429)"
         left = self._window_until - self._clock()
         if left > 0.05:
             return f"waiting for a rate window, {left:.1f} s left"
@@ -115,6 +117,7 @@ class RunProgress:
 
     def on_pause(self, pause_s: float) -> None:
         self.paused = True
+        self._pause_until = self._clock() + pause_s
         log.warning("run.paused", reason="429", pause_s=round(pause_s, 3))
         self._refresh()
 

@@ -209,7 +209,9 @@ def test_the_progress_line_says_it_waits_for_a_rate_window_with_the_time_left() 
     now[0] += 2.0
     assert progress.note() == "" and progress.snapshot()["waiting_for_window_s"] == 0.0
     progress.on_pause(5.0)
-    assert progress.note() == "paused (429)"
+    assert progress.note() == "paused (429), 5.0 s left"
+    now[0] += 6.0
+    assert progress.note() == "paused (429)"  # until the probe gets through
 
 
 def test_a_throttled_run_reports_its_window_waits(tmp_path: Path) -> None:
@@ -250,5 +252,29 @@ def test_verbosity_levels() -> None:
         assert not row_events()
         configure_logging("json", level_for(1, 1), verbose=1)  # -v -q: quiet wins
         assert not row_events()
+    finally:
+        configure_logging("json")
+
+
+def test_no_progress_bar_in_json_mode_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+    import io
+
+    from importer.commands import show_progress_bar
+    from importer.log import configure_logging
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", Tty())
+    args = argparse.Namespace(quiet=0)
+    try:
+        configure_logging("console")
+        assert show_progress_bar(args)
+        configure_logging("json")
+        assert not show_progress_bar(args)
+        configure_logging("console")
+        assert not show_progress_bar(argparse.Namespace(quiet=1))
     finally:
         configure_logging("json")
