@@ -153,13 +153,16 @@ class _Run:
                 settled = [item for item in settled if item[0] <= stop_at]
                 works = [work for work in works if work.seq < stop_at]
             self.settle_many(settled)
+            if self.max_rows is not None:
+                works = works[: max(0, self.max_rows - needing_post)]  # no look-up beyond the cap
             missing = (
                 await self.existence.check((w.seq, w.pairing, w.customer_id) for w in works)
                 if self.dry_run
                 else {}
             )
+            capped = len(works) < len(prepared.work) and stop_at is None
             for work in works:
-                if self.halt.is_set() or (self.max_rows is not None and needing_post >= self.max_rows):
+                if self.halt.is_set():
                     break
                 needing_post += 1
                 if self.dry_run:
@@ -172,7 +175,7 @@ class _Run:
                 else:
                     await self.queue.put(work)
             else:
-                if stop_at is None:
+                if stop_at is None and not capped:
                     continue
             break  # max_rows reached, halted, or a look-up failed under --fail-fast
         for _ in range(self.settings.concurrency):

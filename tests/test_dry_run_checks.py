@@ -77,3 +77,14 @@ def test_requests_are_batched_by_at_most_25_ids() -> None:
     assert "page%5Bsize%5D=25" in request.query and BATCH == 25
     assert ids_found({"data": [{"id": "a"}, {"id": 3}, "x"]}) == {"a"}
     assert wanted(Pairing("C", None, payment_source_token="t")) == []
+
+
+def test_a_capped_dry_run_checks_only_the_rows_it_would_send(tmp_path: Path) -> None:
+    data = generate(DEMO_SEED, 20)
+    rows = [[s.customer_id, s.type, s.id] for s in data.sources[:12]]
+    assert len({r[1] for r in rows}) > 1  # several types: unchecked ones would cost requests
+    source = write_csv(tmp_path / "in.csv", HEADER, rows)
+    with sandbox_thread() as sb:
+        out = run_import(settings_for(sb, tmp_path), [source], tmp_path / "rep", dry_run=True, max_rows=1)
+    assert [r["status"] for r in results(tmp_path / "rep")] == ["would_create"] + ["not_attempted"] * 11
+    assert out.summary["existence_lookup_requests"] == 1
