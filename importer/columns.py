@@ -9,6 +9,7 @@ other columns, then `ERROR_COLUMNS`. The loader recognises a file whose header h
 
 from __future__ import annotations
 
+import functools
 import re
 
 from importer.models import CANONICAL_FIELDS, METADATA_PREFIX, SourceRow
@@ -54,6 +55,7 @@ FAILURE_CORE_FIELDS: tuple[str, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a few distinct headers, asked about on every row
 def header_key(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 

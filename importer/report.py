@@ -244,10 +244,12 @@ def _write_results(
                     book.add(line)
                 if is_failure(record):
                     where = (record.source_file, record.sheet, record.row_number)
-                    problems.add(record.status.value, record.error_code, record.error_detail, where)
+                    values = record.raw.values()
+                    problems.add(record.status.value, record.error_code, record.error_detail, where, values)
                     for name in record.raw:
-                        if not is_report_column(name):  # a re-fed report's own columns
-                            names.setdefault(name, None)
+                        # A re-fed report's own columns are written afresh, not copied.
+                        if name not in names and not is_report_column(name):
+                            names[name] = None
                     spool.write(
                         json.dumps(
                             [*where, record.raw, record.error_code, record.error_detail], ensure_ascii=False
