@@ -47,7 +47,8 @@ def kind_label(status: str, error_code: str | None, detail: str | None) -> str:
     text = " ".join(text.split())
     if len(text) > MAX_LABEL:
         text = text[: MAX_LABEL - 1] + "…"
-    code = f"{error_code}: " if error_code and error_code not in ("INVALID_ROW",) else ""
+    # INVALID_ROW says nothing the `invalid` status does not; other codes name the kind.
+    code = f"{error_code}: " if error_code and error_code != "INVALID_ROW" else ""
     return f"{status}: {code}{text}" if text else f"{status}{f' {error_code}' if error_code else ''}"
 
 
