@@ -14,11 +14,21 @@ control, the server did not process the request, and the shared gate bounds how 
 (a run that sees `MAX_CONSECUTIVE_PAUSES` pauses in a row with no request getting through is
 aborted). A resend after 401 INVALID_TOKEN does not either, but only one per request: a fresh
 token that is refused again is fatal.
+
+A 401 that is not INVALID_TOKEN (`UNAUTHORIZED`, "Access denied") says this token may not touch
+this resource, for example a customer outside its market scope. It gets one token renewal (a
+token issued before a change of the integration's role may be stale); still denied, the row
+fails and the run goes on. One renewal per token: a denial answered to a token that was itself
+fetched after a denial fails at once, so scattered denied rows cost no token requests. The run
+is aborted only when the denials are systemic: `retry.max_denied_in_a_row` of them with no
+request accepted between them (every request of a chunk, say), or the token endpoint refusing
+the renewal (AuthFailed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -31,6 +41,7 @@ from importer.stats import DispatchStats
 from importer.transport import (
     ApiRequest,
     ApiResponse,
+    Denied,
     Fatal,
     Ok,
     Reauth,
@@ -44,6 +55,11 @@ from importer.transport import (
 )
 
 MAX_CONSECUTIVE_PAUSES = 30
+DENIED_HINT = (
+    "the access token may not touch this resource (401 without INVALID_TOKEN, still refused after a "
+    "token renewal): check the token's scope (commercelayer.scope; a market scope hides customers and "
+    "payment methods of other markets) and the integration's role and market permissions"
+)
 log = structlog.get_logger("importer")
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -84,6 +100,8 @@ class ApiClient:
         slots: int,
         pause_s: float,
         sleep: Sleep,
+        max_denied_in_a_row: int = 10,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._sender = sender
         self._tokens = tokens
@@ -93,6 +111,10 @@ class ApiClient:
         self._slots = asyncio.Semaphore(slots)
         self._pause_s = pause_s  # a 429 without Retry-After pauses for one burst window
         self._sleep = sleep
+        self._wall = wall  # only to read a Retry-After HTTP-date that comes without a Date header
+        self._max_denied = max_denied_in_a_row
+        self._denied_in_a_row = 0
+        self._token_after_denial: str | None = None  # the token a denial made us fetch
 
     def attempts(self) -> Attempts:
         return Attempts(self._backoff.max_attempts)
@@ -100,8 +122,9 @@ class ApiClient:
     async def request(self, request: ApiRequest, attempts: Attempts, *, retry_ambiguous: bool) -> Answer:
         """Send until an answer is final. Returns Ok, RowRejected, or a Retriable when attempts
         ran out or (with `retry_ambiguous` False) when a resend could duplicate a POST.
-        Raises Abort on a Fatal answer or an endless 429 storm."""
-        reauthed = False
+        A resource-level 401 comes back as a RowRejected (after one token renewal).
+        Raises Abort on a Fatal answer, systemic 401s or an endless 429 storm."""
+        reauthed = denied_renewed = False
         while True:
             answer, token = await self._send_once(request, attempts)
             verdict = answer.verdict
@@ -125,12 +148,20 @@ class ApiClient:
                 await self._tokens.renew(token)
                 continue
             reauthed = False
+            if isinstance(verdict, Denied):
+                if token != self._token_after_denial and not denied_renewed:
+                    denied_renewed = True
+                    self._stats.reauths += 1
+                    self._token_after_denial = await self._tokens.renew(token)
+                    continue
+                return self._denied(verdict, answer)
             if isinstance(verdict, Fatal):
                 raise Abort(
                     f"the API refused access ({verdict.http_status} {verdict.code}: {verdict.detail}); "
                     "check the integration's role and commercelayer.scope"
                 )
             if isinstance(verdict, Ok | RowRejected):
+                self._denied_in_a_row = 0  # the API accepted something: the denials are not systemic
                 return answer
             if verdict.reason == "rate_limited":
                 if self._pacer.gate.consecutive >= MAX_CONSECUTIVE_PAUSES:
@@ -147,6 +178,17 @@ class ApiClient:
                 return answer
             self._stats.retries += 1
             await self._sleep(self._backoff.delay(attempts.counted))
+
+    def _denied(self, verdict: Denied, answer: Answer) -> Answer:
+        """A resource-level 401 that survived its renewal: the row fails, unless they are systemic."""
+        self._denied_in_a_row += 1
+        if self._denied_in_a_row >= self._max_denied:
+            raise Abort(
+                f"the API refused access {self._denied_in_a_row} times in a row with no request accepted "
+                f"between them ({verdict.http_status} {verdict.code}: {verdict.detail}); {DENIED_HINT}"
+            )
+        detail = f"{verdict.detail}; {DENIED_HINT}"
+        return Answer(RowRejected(verdict.http_status, verdict.code, detail), answer.response)
 
     async def _send_once(self, request: ApiRequest, attempts: Attempts) -> tuple[Answer, str]:
         gate = self._pacer.gate
@@ -168,7 +210,7 @@ class ApiClient:
             except BaseException:
                 gate.give_back(permit.probe)
                 raise
-        verdict = classify(response.status, response.headers, response.body)
+        verdict = classify(response.status, response.headers, response.body, now=self._wall())
         if isinstance(verdict, Retriable) and verdict.reason == "rate_limited":
             self._stats.rate_limited += 1
             gate.close(verdict.retry_after_s if verdict.retry_after_s is not None else self._pause_s)

@@ -89,6 +89,10 @@ class Retry(_Strict):
     max_attempts: int = Field(default=5, ge=1, le=20)
     base_delay_s: float = Field(default=0.5, gt=0)
     max_delay_s: float = Field(default=30.0, gt=0)
+    # Resource-level 401s (not INVALID_TOKEN) in a row, after a token renewal, that abort the run:
+    # one is a row the token may not touch; this many with nothing accepted between them means
+    # the token may touch nothing (see client.py).
+    max_denied_in_a_row: int = Field(default=10, ge=1)
 
 
 class Timeouts(_Strict):

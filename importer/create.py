@@ -3,6 +3,12 @@
 `sending` is committed before the request leaves. An answer that leaves the outcome unknown (a
 5xx, a timeout, a dropped connection) is followed by a wallet look-up before anything is sent
 again; only a look-up that finds nothing allows a retry.
+
+A 409 ("Record not unique") is handled like a lost answer: the record may exist, so the pairing
+is looked up. Found → `already_exists` with its id. Not found → `failed` with the API's code and
+a detail saying the clash is with a record the look-up cannot see (nothing is resent: it would
+clash again). A failed look-up leaves the pairing `sending` (OUTCOME_UNKNOWN), as for a 5xx.
+A 422 about a relationship names the type and id that were sent (rejections.py).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from importer.journal import Journal
 from importer.models import Outcome, RowStatus
 from importer.planner import create_request
 from importer.prepare import Work
+from importer.rejections import relationship_detail
 from importer.retry import Backoff
 from importer.stats import DispatchStats
 from importer.transport import Ok, Retriable, RowRejected
@@ -35,7 +42,9 @@ class Creator:
         backoff: Backoff,
         stats: DispatchStats,
         sleep: Callable[[float], Awaitable[None]],
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        self._clock = clock  # to measure look-up → POST answer (the two-host duplicate window)
         self._journal = journal
         self._target = target
         self._run_id = run_id
@@ -53,8 +62,12 @@ class Creator:
         request = create_request(work.pairing, work.customer_id)
         self._journal.mark_sending(self._target, work.key, self._run_id, work.customer_id)
         attempts = self._client.attempts()
+        measured = False
         while True:
             answer = await self._client.request(request, attempts, retry_ambiguous=False)
+            if not measured and self._clock is not None and work.checked_at:
+                measured = True  # the first POST only: a resend follows a fresh look-up
+                self._stats.note_check_to_post(self._clock() - work.checked_at)
             verdict = answer.verdict
             if isinstance(verdict, Ok):
                 body = answer.response.body if answer.response is not None else None
@@ -71,9 +84,15 @@ class Creator:
                         attempts=attempts.sent,
                     ),
                 )
+            if isinstance(verdict, RowRejected) and verdict.http_status == 409:
+                return await self._conflict(work, verdict, attempts.sent)
             if isinstance(verdict, RowRejected):
+                detail = verdict.detail
+                if verdict.http_status == 422 and request.body is not None:
+                    body = answer.response.body if answer.response is not None else None
+                    detail = relationship_detail(detail, body, request.body, work.pairing)
                 return self._final(
-                    work, _failed(work, verdict.http_status, verdict.code, verdict.detail, attempts.sent)
+                    work, _failed(work, verdict.http_status, verdict.code, detail, attempts.sent)
                 )
             assert isinstance(verdict, Retriable)
             if verdict.ambiguous:
@@ -99,3 +118,26 @@ class Creator:
                 )
             self._stats.retries += 1
             await self._sleep(self._backoff.delay(attempts.counted))
+
+    async def _conflict(self, work: Work, verdict: RowRejected, sent: int) -> Outcome:
+        """A 409 on the POST: the record may exist; look it up, like a lost answer."""
+        try:
+            found = await self._rechecker.find(work.customer_id, work.key)
+        except LookupFailed as exc:
+            detail = (
+                f"{verdict.detail}; the API says the record is not unique and the look-up to find it "
+                f"failed ({exc.code}: {exc.detail}); the next run checks again before sending"
+            )
+            return _failed(work, verdict.http_status, "OUTCOME_UNKNOWN", detail, sent)
+        if found is not None:
+            self._stats.ambiguous_outcomes += 1
+            return self._final(
+                work, Outcome(RowStatus.ALREADY_EXISTS, found, work.customer_id, 409, attempts=sent)
+            )
+        detail = (
+            f"{verdict.detail}; the API says the record is not unique, but the customer's wallet has no "
+            "entry for this pairing: the clash is with a record the look-up cannot see (another "
+            "customer's entry for this payment source, or one outside the token's scope); nothing "
+            "was created and nothing is resent"
+        )
+        return self._final(work, _failed(work, verdict.http_status, verdict.code, detail, sent))

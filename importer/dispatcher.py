@@ -1,10 +1,14 @@
 """`dispatch()`: settle every open row of a run over the API, exactly once, at the full rate.
 
-    journal.open_rows ─▶ preparer ──(1 prepared chunk)──▶ feeder ──(queue, 2×concurrency)──▶ workers
-                         look-ups for chunk k+1            max_rows, dry run                POST, retry,
-                         while workers POST chunk k                                          re-check
+    journal.open_rows ─▶ feeder: look-ups for chunk k+1 ──(queue, 2×concurrency)──▶ workers
+                         once chunk k is all queued;                          POST, retry,
+                         max_rows, dry run                                    re-check
 
-Memory stays flat: at most three chunks and a short queue are held, whatever the file size.
+The look-up for a chunk is made only when the previous chunk is all in the queue, so between a
+pairing's wallet check and its POST there are at most the queue, the requests in flight and the
+rows before it in its own chunk: the window in which a second host (another journal) could
+create the same pairing is as short as one look-up per chunk allows (docs/exactly-once.md).
+Memory stays flat: one chunk and a short queue are held, whatever the file size.
 Every outcome goes to the journal as it happens; the report reads it from there in input order,
 so rows may finish in any order. The POST of a row (create.py) is the exactly-once protocol of
 docs/exactly-once.md: `sending` is committed before the request leaves, and a POST whose answer
@@ -27,9 +31,9 @@ from importer.errors import RunAborted
 from importer.existence import ExistenceChecker
 from importer.journal import Journal
 from importer.limits import Windows, WindowSpec
-from importer.models import Outcome, Pairing, RowStatus
+from importer.models import Outcome, RowStatus
 from importer.pacing import Pacer, PauseGate
-from importer.prepare import ChunkPreparer, Prepared, Work
+from importer.prepare import ChunkPreparer, Work
 from importer.progress import RunProgress
 from importer.retry import Backoff
 from importer.stats import DispatchStats
@@ -80,18 +84,18 @@ class _Run:
             slots=settings.concurrency,
             pause_s=rl.burst_window_s,
             sleep=sleep,
+            max_denied_in_a_row=retry.max_denied_in_a_row,
         )
         reader = WalletReader(
             self.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
         )
-        self.preparer = ChunkPreparer(journal, run_id, target, reader, stats, dry_run=dry_run)
+        self.preparer = ChunkPreparer(journal, run_id, target, reader, stats, dry_run=dry_run, clock=clock)
         self.rechecker = Rechecker(reader)
         self.existence = ExistenceChecker(self.client, stats)
         self.creator = Creator(
-            journal, target, run_id, self.client, self.rechecker, self.backoff, stats, sleep
+            journal, target, run_id, self.client, self.rechecker, self.backoff, stats, sleep, clock
         )
         self.chunk_rows = settings.lookups.wallet_batch
-        self.prepared: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
         self.queue: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=2 * settings.concurrency)
         self.halt = asyncio.Event()  # stop, fail_fast or abort: take no new rows
         self.abort: str | None = None
@@ -121,28 +125,24 @@ class _Run:
                 self._count(seq, outcome)
 
     # -- producer side ----------------------------------------------------------------------
-    async def prepare_chunks(self) -> None:
-        chunk: list[tuple[int, Pairing]] = []
-        for item in self.journal.open_rows(self.run_id):
-            chunk.append(item)
-            if len(chunk) >= self.chunk_rows:
-                await self.prepared.put(await self.preparer.prepare(chunk))
-                chunk = []
-                if self.halt.is_set():
-                    return
-        if chunk:
-            await self.prepared.put(await self.preparer.prepare(chunk))
-        await self.prepared.put(_DONE)
-
     async def feed(self) -> None:
-        """Settle what look-ups settled, queue the rest; `max_rows` caps the rows that need a POST.
+        """Prepare chunk after chunk, settle what look-ups settled, queue the rest; `max_rows`
+        caps the rows that need a POST. A chunk is looked up only when the previous one is all
+        queued (just in time: see the module doc).
 
         --fail-fast and a failure found by a look-up (say an unknown e-mail at row 50): the
         rows before it in the input are still queued and sent, as if the rows had been taken
         one by one, and nothing after it is taken. The look-ups of a chunk run ahead of its
         POSTs, so halting right there would leave earlier rows unsent for no reason of theirs."""
         needing_post = 0
-        while (prepared := await self.prepared.get()) is not None and not self.halt.is_set():
+        rows = iter(self.journal.open_rows(self.run_id))
+        while not self.halt.is_set():
+            chunk = [item for _, item in zip(range(self.chunk_rows), rows, strict=False)]
+            if not chunk:
+                break
+            prepared = await self.preparer.prepare(chunk)
+            if self.halt.is_set():
+                break
             settled, works = prepared.settled, prepared.work
             stop_at = (
                 min((seq for seq, o in settled if o.status is RowStatus.FAILED), default=None)
@@ -206,10 +206,7 @@ class _Run:
         except AuthFailed as exc:
             self.abort = str(exc)
             return
-        producers = [
-            asyncio.create_task(self.guarded(self.prepare_chunks()), name="importer-prepare"),
-            asyncio.create_task(self.guarded(self.feed()), name="importer-feed"),
-        ]
+        producers = [asyncio.create_task(self.guarded(self.feed()), name="importer-feed")]
         workers = [
             asyncio.create_task(self.guarded(self.work()), name=f"importer-worker-{i}")
             for i in range(self.settings.concurrency)

@@ -2,11 +2,17 @@
 
 Two look-ups keep the importer from creating what exists and cost little of the rate budget:
 
-- e-mail → customer id, up to 25 e-mails per request (`filter[q][email_in]`), compared in lower
-  case on both sides because the API's match may be case-sensitive;
+- e-mail → customer id, up to 25 e-mails per request (`filter[q][email_in]`). Nothing says
+  whether Commerce Layer matches e-mails case-sensitively (ransack's `_in` is a plain SQL `IN`),
+  so each address is asked for as written and in lower case, and the answers are matched to the
+  row ignoring case. Two customers whose e-mails differ only in case both match: the row is
+  ambiguous, and fails (prepare.py);
 - a customer's wallet (existing customer_payment_sources), for up to `lookups.wallet_batch`
   customers per request (`filter[q][customer_id_in]`), with the customer and payment-source
   linkage included so each entry can be turned into the same pairing key the input rows have.
+  It sends an explicit `sort` (the oldest entry wins, and the default order is undocumented), a
+  sparse fieldset (only what the key needs), and, when every row asked about has the token
+  shape, `payment_source_token_in`, so big wallets are not paged through for nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ def _query(params: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe=',')}" for k, v in params)
 
 
+def email_forms(emails: Iterable[str]) -> list[str]:
+    """Each address as written and in lower case, de-duplicated, in order."""
+    return list(dict.fromkeys(form for email in emails for form in (email, email.lower())))
+
+
 def customers_by_email(emails: Sequence[str], page: int = 1) -> ApiRequest:
     params = [
         ("filter[q][email_in]", ",".join(emails)),
@@ -40,15 +51,42 @@ def customers_by_email(emails: Sequence[str], page: int = 1) -> ApiRequest:
     return ApiRequest("GET", CUSTOMERS_PATH, _query(params))
 
 
-def wallet_by_customers(customer_ids: Sequence[str], page: int = 1) -> ApiRequest:
-    params = [
-        ("filter[q][customer_id_in]", ",".join(customer_ids)),
+# Oldest first, ties broken by id: `wallet_index` keeps the first entry of a key, and a list's
+# default order is undocumented.
+WALLET_SORT = "created_at,id"
+# Only what a pairing key needs: the token, and the customer and payment-source linkage.
+WALLET_FIELDS = "payment_source_token,customer,payment_source"
+# A token filter longer than this is left out: the URL would get long, and it only saves pages.
+MAX_TOKEN_FILTER_CHARS = 2000
+
+
+def wallet_by_customers(customer_ids: Sequence[str], page: int = 1, tokens: Sequence[str] = ()) -> ApiRequest:
+    params = [("filter[q][customer_id_in]", ",".join(customer_ids))]
+    if tokens:
+        params.append(("filter[q][payment_source_token_in]", ",".join(tokens)))
+    params += [
         ("include", "customer,payment_source"),
+        ("fields[customer_payment_sources]", WALLET_FIELDS),
+        ("sort", WALLET_SORT),
         ("page[size]", str(PAGE_SIZE)),
     ]
     if page > 1:
         params.append(("page[number]", str(page)))
     return ApiRequest("GET", CPS_PATH, _query(params))
+
+
+def token_filter(tokens: Iterable[str | None]) -> tuple[str, ...]:
+    """The tokens to filter a wallet look-up by, or () when the filter cannot be used.
+
+    Only when every row asked about has the token shape (an id-shape row's entry has no token to
+    filter by), no token holds a comma (the `_in` separator), and the list is not too long."""
+    out: list[str] = []
+    for token in tokens:
+        if not token or "," in token:
+            return ()
+        out.append(token)
+    unique = sorted(set(out))
+    return tuple(unique) if sum(len(t) + 1 for t in unique) <= MAX_TOKEN_FILTER_CHARS else ()
 
 
 def page_count(body: Any) -> int:
@@ -66,15 +104,27 @@ def _records(body: Any) -> list[dict[str, Any]]:
     return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
 
 
-def emails_found(body: Any) -> dict[str, str]:
-    """Lower-cased e-mail → customer id, from one page of `GET /api/customers`."""
-    out: dict[str, str] = {}
+def emails_found(body: Any) -> list[tuple[str, str]]:
+    """(customer id, e-mail as stored) for each customer on one page of `GET /api/customers`."""
+    out: list[tuple[str, str]] = []
     for record in _records(body):
         attributes = record.get("attributes")
         email = attributes.get("email") if isinstance(attributes, dict) else None
         if isinstance(email, str) and isinstance(record.get("id"), str):
-            out.setdefault(email.lower(), record["id"])
+            out.append((record["id"], email))
     return out
+
+
+def match_emails(
+    emails: Iterable[str], found: Iterable[tuple[str, str]]
+) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Each address → the customers (id, stored e-mail) whose e-mail equals it ignoring case.
+
+    More than one means customers whose e-mails differ only in case: the caller must not pick."""
+    by_lower: dict[str, dict[str, str]] = {}
+    for customer_id, email in found:
+        by_lower.setdefault(email.lower(), {}).setdefault(customer_id, email)
+    return {email: tuple(sorted(by_lower.get(email.lower(), {}).items())) for email in dict.fromkeys(emails)}
 
 
 @dataclass(frozen=True, slots=True)

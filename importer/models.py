@@ -84,8 +84,10 @@ class SourceRow:
 class Pairing:
     """A validated customer → payment-source pairing, ready to be planned into a request.
 
-    Exactly one customer identifier is used: `customer_id` when given, else the lower-cased
-    `customer_email` (resolved to an id over the API at run time).
+    The customer is `customer_id` when given, else `customer_email` (resolved to an id over the
+    API at run time). The e-mail is kept as written (trimmed), because the API may match e-mails
+    case-sensitively; keys use its lower-case form, so case variants are the same customer. A
+    row with both must name the same customer (checked at run time, prepare.py).
     Exactly one source shape is used: `payment_source_type` + `payment_source_id`, or the token
     shape (`payment_source_token`, with optional `customer_token` and `payment_method_id`).
     """
@@ -100,11 +102,16 @@ class Pairing:
     reference: str | None = None
     reference_origin: str | None = None
     metadata: dict[str, object] = field(default_factory=dict)
+    # How the sheet spelled the type when it was not the API's own name ("Stripe" for
+    # stripe_payments): a 422 about the payment source then says the id may be another type's.
+    payment_source_type_given: str | None = None
 
     @property
     def customer_ref(self) -> str:
         """How the customer is named in the input: `id:<id>` or `email:<email>`."""
-        return f"id:{self.customer_id}" if self.customer_id else f"email:{self.customer_email}"
+        if self.customer_id:
+            return f"id:{self.customer_id}"
+        return f"email:{(self.customer_email or '').lower()}"
 
     @property
     def source_ref(self) -> str:
@@ -123,8 +130,10 @@ class Pairing:
         return f"{customer}|{self.source_ref}"
 
     def to_json(self) -> str:
+        extra = {"payment_source_type_given": self.payment_source_type_given}
         return json.dumps(
             {
+                **(extra if self.payment_source_type_given else {}),
                 "customer_id": self.customer_id,
                 "customer_email": self.customer_email,
                 "payment_source_type": self.payment_source_type,

@@ -2,8 +2,12 @@
 
 For a chunk (≈ `lookups.wallet_batch` rows, in input order):
 
-1. resolve e-mails to customer ids, ≤ `email_batch` per request (unknown → `failed`
-   CUSTOMER_NOT_FOUND, no POST);
+1. resolve e-mails to customer ids, ≤ `email_batch` per request, each address asked for as
+   written and in lower case and matched ignoring case (lookups.py). No customer → `failed`
+   CUSTOMER_NOT_FOUND; customers whose e-mails differ only in case → `failed`
+   CUSTOMER_AMBIGUOUS. A row with both `customer_id` and `customer_email` must name one
+   customer: else `failed` CUSTOMER_MISMATCH, for either (also when the e-mail names nobody).
+   None of these is sent;
 2. duplicates by resolved key: an e-mail row and an id row that name the same customer and
    source → the later one is `duplicate_in_file` naming the first (intake only saw the keys as
    written, before e-mails were resolved);
@@ -17,10 +21,13 @@ What is left is `Work`: rows that need a POST. On a first run that costs ≤ 4 +
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from importer.journal import Journal, PairingState
+from importer.lookups import token_filter
 from importer.models import Outcome, Pairing, RowStatus
 from importer.stats import DispatchStats
 from importer.wallets import LookupFailed, WalletReader
@@ -34,6 +41,7 @@ class Work:
     pairing: Pairing
     customer_id: str
     key: str
+    checked_at: float = 0.0  # when the wallet look-up said "not there" (the dispatcher's clock)
 
 
 @dataclass(slots=True)
@@ -58,6 +66,51 @@ def _failed(customer_id: str | None, exc: LookupFailed, what: str) -> Outcome:
     )
 
 
+def _names(matches: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{customer_id} ({email})" for customer_id, email in matches)
+
+
+def _rejected(code: str, detail: str) -> Outcome:
+    return Outcome(RowStatus.FAILED, error_code=code, error_detail=detail)
+
+
+def customer_for(customer_id: str | None, email: str, matches: tuple[tuple[str, str], ...]) -> str | Outcome:
+    """Pure: the customer a row names, from the customers its e-mail matched (ignoring case).
+
+    With an id too, the id must be among them: a row that names two different customers is
+    never created for either. An e-mail that matches nobody next to an id fails as well (the
+    two cannot be the same customer, and which cell is wrong only the person can tell)."""
+    ids = [m[0] for m in matches]
+    if customer_id is not None:
+        if customer_id in ids:
+            return customer_id
+        if not matches:
+            return _rejected(
+                "CUSTOMER_MISMATCH",
+                f"customer_id {customer_id} and customer_email {email} do not name the same customer: "
+                f"no customer has the e-mail {email} in this organization; nothing was created; "
+                f"correct the e-mail, or empty customer_email to import for customer {customer_id}",
+            )
+        return _rejected(
+            "CUSTOMER_MISMATCH",
+            f"customer_id {customer_id} and customer_email {email} name different customers: the e-mail "
+            f"is customer {_names(matches)}; nothing was created for either; correct one of the two cells",
+        )
+    if not matches:
+        return _rejected(
+            "CUSTOMER_NOT_FOUND",
+            f"no customer with e-mail {email} in this organization; "
+            "create the customer first or correct the e-mail",
+        )
+    if len(matches) > 1:
+        return _rejected(
+            "CUSTOMER_AMBIGUOUS",
+            f"e-mail {email} matches {len(matches)} customers whose e-mails differ only in case: "
+            f"{_names(matches)}; nothing was sent; give the customer_id column instead of the e-mail",
+        )
+    return ids[0]
+
+
 class ChunkPreparer:
     def __init__(
         self,
@@ -68,19 +121,20 @@ class ChunkPreparer:
         stats: DispatchStats,
         *,
         dry_run: bool,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._journal = journal
+        self._clock = clock
         self._run_id = run_id
         self._target = target
         self._reader = reader
         self._stats = stats
         self._dry_run = dry_run
-        self._emails: OrderedDict[str, str | None] = OrderedDict()
+        # E-mail as written → the customers (id, stored e-mail) it matches ignoring case.
+        self._emails: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()
 
     async def _resolve_emails(self, rows: list[tuple[int, Pairing]]) -> LookupFailed | None:
-        wanted = sorted(
-            {(p.customer_email or "").lower() for _, p in rows if not p.customer_id} - set(self._emails)
-        )
+        wanted = sorted({p.customer_email for _, p in rows if p.customer_email} - set(self._emails))
         if not wanted:
             return None
         try:
@@ -88,10 +142,21 @@ class ChunkPreparer:
         except LookupFailed as exc:
             return exc
         for email in wanted:
-            self._emails[email] = found.get(email)
+            self._emails[email] = found.get(email, ())
             while len(self._emails) > EMAIL_CACHE_MAX:
                 self._emails.popitem(last=False)
         return None
+
+    def _customer(self, pairing: Pairing, email_error: LookupFailed | None) -> str | Outcome:
+        """The row's customer id, or the outcome that fails the row without a request."""
+        email = pairing.customer_email
+        if not email:
+            assert pairing.customer_id is not None  # validation: one of the two is there
+            return pairing.customer_id
+        if email not in self._emails and email_error is not None:
+            return _failed(None, email_error, "the customer look-up by e-mail")
+        matches = self._emails.get(email, ())
+        return customer_for(pairing.customer_id, email, matches)
 
     def _first_row(self, seq: int, key: str, by_email: bool) -> str | None:
         """Where an earlier row of this run named the same resolved pairing, if one did.
@@ -122,26 +187,10 @@ class ChunkPreparer:
         email_error = await self._resolve_emails(rows)
         pending: list[tuple[Work, PairingState | None]] = []
         for seq, pairing in rows:
-            customer_id = pairing.customer_id
-            if not customer_id:
-                email = (pairing.customer_email or "").lower()
-                if email not in self._emails and email_error is not None:
-                    out.settled.append((seq, _failed(None, email_error, "the customer look-up by e-mail")))
-                    continue
-                customer_id = self._emails.get(email)
-                if customer_id is None:
-                    out.settled.append(
-                        (
-                            seq,
-                            Outcome(
-                                RowStatus.FAILED,
-                                error_code="CUSTOMER_NOT_FOUND",
-                                error_detail=f"no customer with e-mail {email} in this organization; "
-                                "create the customer first or correct the e-mail",
-                            ),
-                        )
-                    )
-                    continue
+            customer_id = self._customer(pairing, email_error)
+            if isinstance(customer_id, Outcome):
+                out.settled.append((seq, customer_id))
+                continue
             key = pairing.key(customer_id)
             first = self._first_row(seq, key, by_email=not pairing.customer_id)
             if first is not None:
@@ -173,18 +222,23 @@ class ChunkPreparer:
 
     async def _check_wallets(self, pending: list[tuple[Work, PairingState | None]], out: Prepared) -> None:
         customers = sorted({work.customer_id for work, _ in pending})
+        tokens = token_filter(
+            None if work.pairing.payment_source_id else work.pairing.payment_source_token
+            for work, _ in pending
+        )
         try:
-            index = await self._reader.read(customers)
+            index = await self._reader.read(customers, tokens)
         except LookupFailed as exc:
             for work, _ in pending:
                 out.settled.append(
                     (work.seq, _failed(work.customer_id, exc, "reading the existing wallet entries"))
                 )
             return
+        checked_at = self._clock()
         for work, state in pending:
             found = index.get(work.key)
             if found is None:
-                out.work.append(work)
+                out.work.append(replace(work, checked_at=checked_at))
                 continue
             status = RowStatus.ALREADY_EXISTS
             if state is not None and state.state == "sending":

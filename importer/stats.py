@@ -26,6 +26,16 @@ class DispatchStats:
     max_window_held: dict[str, int] = field(default_factory=dict)  # client-side, for the bench
     # --fail-fast: the failure that stopped the run, (file, sheet, row): the first one learned of.
     first_failure: tuple[str, str, int] | None = None
+    # From the wallet look-up that said "not there" to the answer of the POST it allowed: the
+    # window in which another host could create the same pairing (docs/exactly-once.md).
+    check_to_post_max_s: float = 0.0
+    check_to_post_sum_s: float = 0.0
+    check_to_post_n: int = 0
+
+    def note_check_to_post(self, seconds: float) -> None:
+        self.check_to_post_max_s = max(self.check_to_post_max_s, seconds)
+        self.check_to_post_sum_s += seconds
+        self.check_to_post_n += 1
 
     @property
     def throughput_rows_per_s(self) -> float:
@@ -49,6 +59,10 @@ class DispatchStats:
             "ambiguous_outcomes": self.ambiguous_outcomes,
             "lookups_per_100_rows": round(self.lookups_per_100_rows, 2),
             "existence_lookup_requests": self.existence_lookups,
+            "check_to_post_max_s": round(self.check_to_post_max_s, 3),
+            "check_to_post_mean_s": round(
+                self.check_to_post_sum_s / self.check_to_post_n if self.check_to_post_n else 0.0, 3
+            ),
             **(
                 {"fail_fast_stopped_at": dict(zip(("file", "sheet", "row"), self.first_failure, strict=True))}
                 if self.first_failure is not None

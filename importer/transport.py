@@ -4,11 +4,15 @@
 
     Ok           2xx
     Reauth       401 INVALID_TOKEN: the token expired or was revoked; get one new token, resend
+    Denied       any other 401 (`UNAUTHORIZED`, "Access denied"): this token may not touch this
+                 resource, e.g. one outside its market scope. The client renews the token once
+                 and resends; still denied, the row fails. Many in a row abort the run (client.py)
     Retriable    429, 408, 5xx, timeouts, dropped connections; `ambiguous` when a POST may have
                  been committed anyway (5xx, timeout, drop), so it must be looked up before a resend
     RowRejected  3xx (never followed: the token must not go to another host) and other 4xx; the
-                 row fails with the API's code and detail, and is never retried
-    Fatal        other 401s and 403: these credentials may not do this; the run cannot go on
+                 row fails with the API's code and detail, and is never retried. A 409 ("Record
+                 not unique") is one too; the POST path looks the pairing up before failing it
+    Fatal        403: these credentials may not do this at all; the run cannot go on
 
 `AiohttpSender` owns the single `ClientSession` of a run. It never logs, and the Authorization
 header it builds lives only inside `send`.
@@ -19,6 +23,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -75,6 +81,13 @@ class Reauth:
 
 
 @dataclass(frozen=True, slots=True)
+class Denied:
+    http_status: int
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Retriable:
     reason: str  # rate_limited | server_error | timeout | connection
     http_status: int | None
@@ -98,19 +111,44 @@ class Fatal:
     detail: str
 
 
-Verdict = Ok | Reauth | Retriable | RowRejected | Fatal
+Verdict = Ok | Reauth | Denied | Retriable | RowRejected | Fatal
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """`Retry-After` in seconds. An HTTP-date form is ignored (no wall clock here): the caller
-    then pauses for one burst window, which is what a 429 without the header gets anyway."""
+def _epoch(text: str | None) -> float | None:
+    """An HTTP-date (RFC 9110: IMF-fixdate, or the obsolete RFC 850 / asctime forms) as epoch seconds."""
+    if not text:
+        return None
+    try:
+        stamp = parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if stamp.tzinfo is None:  # asctime carries no zone; HTTP dates are always GMT
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """`Retry-After` in seconds, from either form RFC 9110 allows: delay-seconds or an HTTP-date.
+
+    A date is measured from the response's own `Date` header when it has one (both stamps come
+    from the server's clock, so our clock's skew does not matter), else from `now` (epoch
+    seconds); a date in the past means 0. Without a usable value: None, and the caller pauses
+    for one burst window, which is what a 429 without the header gets anyway."""
     value = headers.get("retry-after")
-    if value is None:
+    if value is None or not value.strip():
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
-        return None
+        until = _epoch(value)
+        if until is None:
+            return None
+        reference = _epoch(headers.get("date"))
+        if reference is None:
+            reference = now
+        if reference is None:
+            return None
+        return max(0.0, until - reference)
     return seconds if seconds >= 0 else None
 
 
@@ -128,7 +166,9 @@ def error_parts(body: Any, status: int) -> tuple[str, str]:
     return str(errors[0].get("code") or f"HTTP_{status}"), "; ".join(details)
 
 
-def classify(status: int, headers: Mapping[str, str], body: Any) -> Verdict:
+def classify(status: int, headers: Mapping[str, str], body: Any, *, now: float | None = None) -> Verdict:
+    """What an answer calls for. `now` (epoch seconds) is only used to read a `Retry-After`
+    HTTP-date when the response has no `Date` header."""
     if 200 <= status < 300:
         return Ok()
     if 300 <= status < 400:
@@ -142,10 +182,12 @@ def classify(status: int, headers: Mapping[str, str], body: Any) -> Verdict:
     code, detail = error_parts(body, status)
     if status == 401 and code == "INVALID_TOKEN":
         return Reauth()
-    if status in (401, 403):
+    if status == 401:
+        return Denied(status, code, detail)
+    if status == 403:
         return Fatal(status, code, detail)
     if status == 429:
-        return Retriable("rate_limited", status, code, detail, retry_after_s=retry_after(headers))
+        return Retriable("rate_limited", status, code, detail, retry_after_s=retry_after(headers, now))
     if status == 408:  # the server gave up waiting for our request: it did not process it
         return Retriable("timeout", status, code, detail)
     if status >= 500:

@@ -5,8 +5,8 @@ says how to fix the cell, because the person reading failures.csv fixes the file
 
 Rules (see `validate_row`):
 
-* Customer: `customer_id` or `customer_email`. With both, the id is used and the email must
-  still be well-formed (a wrong email next to an id is a sign the row is mixed up).
+* Customer: `customer_id` or `customer_email`. With both, the email must be well-formed, and at
+  run time it must name the same customer as the id (prepare.py: else CUSTOMER_MISMATCH).
 * Payment source, exactly one shape:
   - id shape: `payment_source_type` + `payment_source_id`;
   - token shape: `payment_source_token`, optionally with `customer_token` and
@@ -16,8 +16,8 @@ Rules (see `validate_row`):
   `customer_token` / `payment_method_id` next to a `payment_source_id` are an error for the
   same reason (they only mean something with a token).
 * Ids are exactly 10 ASCII letters/digits; emails are checked with a pragmatic pattern and
-  lower-cased; tokens are non-empty, without whitespace, at most 255 characters; `metadata`
-  is a JSON object.
+  kept as written (the API may match them case-sensitively; keys fold case, models.Pairing);
+  tokens are non-empty, without whitespace, at most 255 characters; `metadata` is a JSON object.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ class _Check:
         self.row = row
         self.names = _column_names(row)
         self.problems: list[str] = list(row.cell_errors)
+        self.type_given: str | None = None
 
     def name(self, target: str) -> str:
         return repr(self.names.get(target, target))
@@ -158,7 +159,7 @@ class _Check:
         if value is None:
             return None
         if _EMAIL.fullmatch(value) and ".." not in value:
-            return value.lower()
+            return value
         self.add(
             f"column {self.name('customer_email')}: {value!r} is not an email address; "
             "write it as name@example.com (one address, no name or brackets around it)"
@@ -170,6 +171,8 @@ class _Check:
         if value is None:
             return None
         api_type = normalize_source_type(value)
+        if api_type is not None and value.strip().casefold() != api_type:
+            self.type_given = value  # a loose spelling: kept so a 422 can say the id may be another type's
         if api_type is None:
             self.add(
                 f"column {self.name('payment_source_type')}: {value!r} is not a payment source type; "
@@ -286,4 +289,5 @@ def validate_row(row: SourceRow, defaults: Defaults) -> Pairing | list[str]:
         reference=check.get("reference"),
         reference_origin=check.get("reference_origin") or defaults.reference_origin,
         metadata=metadata,
+        payment_source_type_given=check.type_given if source.get("payment_source_id") else None,
     )

@@ -18,7 +18,9 @@ from importer.client import ApiClient
 from importer.lookups import (
     batches,
     customers_by_email,
+    email_forms,
     emails_found,
+    match_emails,
     page_count,
     wallet_by_customers,
     wallet_entries,
@@ -63,20 +65,24 @@ class WalletReader:
             bodies.append(await self._get(build(number)))
         return bodies
 
-    async def customers(self, emails: Sequence[str]) -> dict[str, str]:
-        """Lower-cased e-mail → customer id for the e-mails that exist (at most email_batch)."""
-        found: dict[str, str] = {}
-        for batch in batches(list(emails), self.email_batch):
-            for body in await self._pages(partial(customers_by_email, batch)):
-                found.update(emails_found(body))
-        return found
+    async def customers(self, emails: Sequence[str]) -> dict[str, tuple[tuple[str, str], ...]]:
+        """Each address → the customers (id, stored e-mail) whose e-mail equals it ignoring case.
 
-    async def read(self, customer_ids: Sequence[str]) -> dict[str, str]:
-        """Pairing key → existing wallet entry id, for these customers' wallets."""
+        Asks for every address as written and in lower case (lookups.py says why)."""
+        found: list[tuple[str, str]] = []
+        for batch in batches(email_forms(emails), self.email_batch):
+            for body in await self._pages(partial(customers_by_email, batch)):
+                found.extend(emails_found(body))
+        return match_emails(emails, found)
+
+    async def read(self, customer_ids: Sequence[str], tokens: Sequence[str] = ()) -> dict[str, str]:
+        """Pairing key → existing wallet entry id, for these customers' wallets.
+
+        `tokens`: when given (see lookups.token_filter), only entries with these tokens are read."""
         index: dict[str, str] = {}
         for batch in batches(list(customer_ids), self.wallet_batch):
             only = batch[0] if len(batch) == 1 else None
-            for body in await self._pages(partial(wallet_by_customers, batch)):
+            for body in await self._pages(partial(wallet_by_customers, batch, tokens=tokens)):
                 for key, entry_id in wallet_index(wallet_entries(body), only).items():
                     index.setdefault(key, entry_id)
         return index

@@ -9,6 +9,7 @@ import pytest
 from importer.auth import INVALID_CLIENT, auth_error_message, parse_token
 from importer.transport import (
     ApiResponse,
+    Denied,
     Fatal,
     Ok,
     Reauth,
@@ -18,6 +19,7 @@ from importer.transport import (
     classify,
     classify_failure,
     error_parts,
+    retry_after,
 )
 
 
@@ -71,10 +73,19 @@ def test_invalid_token_means_reauthenticate() -> None:
     assert classify(401, {}, body) == Reauth()
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_access_denied_is_fatal(status: int) -> None:
+def test_a_401_that_is_not_about_the_token_is_denied_not_fatal() -> None:
+    # Commerce Layer answers 401 UNAUTHORIZED "Access denied" for a resource the token may not
+    # touch (outside its market scope): that is one row's problem, not the run's.
     body = errors({"title": "Access denied", "detail": "You are not authorized.", "code": "UNAUTHORIZED"})
-    assert classify(status, {}, body) == Fatal(status, "UNAUTHORIZED", "You are not authorized.")
+    assert classify(401, {}, body) == Denied(401, "UNAUTHORIZED", "You are not authorized.")
+    assert classify(401, {}, None) == Denied(
+        401, "HTTP_401", "HTTP 401 from the API, without a JSON:API errors body"
+    )
+
+
+def test_403_is_fatal() -> None:
+    body = errors({"title": "Access denied", "detail": "You are not authorized.", "code": "UNAUTHORIZED"})
+    assert classify(403, {}, body) == Fatal(403, "UNAUTHORIZED", "You are not authorized.")
 
 
 def test_429_is_retriable_and_reads_retry_after() -> None:
@@ -83,7 +94,44 @@ def test_429_is_retriable_and_reads_retry_after() -> None:
     )
     assert isinstance(verdict, Retriable)
     assert (verdict.reason, verdict.retry_after_s, verdict.ambiguous) == ("rate_limited", 7.0, False)
+    # An HTTP-date with neither a Date header nor a clock to measure it from: unusable.
     assert classify(429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, None).retry_after_s is None  # type: ignore[union-attr]
+
+
+# 2015-10-21 07:28:00 GMT as epoch seconds.
+OCT21 = 1445412480.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 30.0),  # IMF-fixdate
+        ("Wednesday, 21-Oct-15 07:28:00 GMT", 30.0),  # obsolete RFC 850
+        ("Wed Oct 21 07:28:00 2015", 30.0),  # obsolete asctime (no zone: GMT)
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already past: go now
+        ("12", 12.0),
+        ("0", 0.0),
+        ("-3", None),
+        ("soon", None),
+        ("", None),
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates(value: str, expected: float | None) -> None:
+    assert retry_after({"retry-after": value}, now=OCT21 - 30) == expected
+
+
+def test_retry_after_date_is_measured_from_the_servers_date_header() -> None:
+    # Both stamps come from the server's clock: our clock (`now`, 1 h off here) does not matter.
+    headers = {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT", "date": "Wed, 21 Oct 2015 07:27:45 GMT"}
+    assert retry_after(headers, now=OCT21 + 3600) == 15.0
+    assert retry_after(headers) == 15.0
+    # A Date header that cannot be read falls back to `now`.
+    assert retry_after({**headers, "date": "yesterday"}, now=OCT21 - 5) == 5.0
+
+
+def test_a_429_with_an_http_date_pauses_until_then() -> None:
+    verdict = classify(429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, None, now=OCT21 - 8)
+    assert isinstance(verdict, Retriable) and verdict.retry_after_s == 8.0
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])

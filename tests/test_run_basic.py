@@ -94,7 +94,12 @@ def test_validation_error_is_not_retried_and_names_the_pointer(tmp_path: Path) -
         bad = results(tmp_path / "rep")[1]
         assert bad["status"] == "failed"
         assert (bad["http_status"], bad["error_code"], bad["attempts"]) == ("422", "VALIDATION_ERROR", "1")
-        assert bad["error_detail"] == "payment_source - must exist (at /data/relationships/payment_source)"
+        # The API's words, plus the type and id the relationship was sent with (issue 8). The type
+        # was written exactly, so no hint that the id may be another type's.
+        assert bad["error_detail"] == (
+            "payment_source - must exist (at /data/relationships/payment_source) "
+            "[payment_source sent as stripe_payments NoSuchId00]"
+        )
         assert out.summary["retries"] == 0 and out.summary["posts"] == 2
 
 

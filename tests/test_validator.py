@@ -79,7 +79,11 @@ def test_every_api_type_is_its_own_spelling() -> None:
 def test_type_and_id_shape() -> None:
     pairing = ok({"customer_id": CID, "payment_source_type": "Stripe payment", "payment_source_id": PSID})
     assert pairing == Pairing(
-        customer_id=CID, customer_email=None, payment_source_type="stripe_payments", payment_source_id=PSID
+        customer_id=CID,
+        customer_email=None,
+        payment_source_type="stripe_payments",
+        payment_source_id=PSID,
+        payment_source_type_given="Stripe payment",
     )
     assert pairing.key() == f"id:{CID}|stripe_payments:{PSID}"
 
@@ -93,7 +97,9 @@ def test_token_shape_with_optional_parts() -> None:
             "payment_method_id": "PMTH000001",
         }
     )
-    assert pairing.customer_email == "ann@example.com"
+    # Kept as written: the API may match e-mails case-sensitively. The key folds case, so
+    # case variants are still the same customer for duplicate detection.
+    assert pairing.customer_email == "Ann@Example.COM"
     assert pairing.customer_id is None
     assert (pairing.payment_source_token, pairing.customer_token, pairing.payment_method_id) == (
         "tok_123",
@@ -110,10 +116,11 @@ def test_token_shape_keeps_a_valid_type() -> None:
     assert pairing.source_ref == "token:tok_1"
 
 
-def test_customer_id_wins_and_email_is_still_checked() -> None:
+def test_customer_id_keys_the_row_and_email_is_still_checked() -> None:
+    # Both are kept: at run time the e-mail must name the same customer (prepare.customer_for).
     pairing = ok({"customer_id": CID, "customer_email": "A@B.CO", "payment_source_token": "t"})
     assert pairing.customer_ref == f"id:{CID}"
-    assert pairing.customer_email == "a@b.co"
+    assert pairing.customer_email == "A@B.CO"
     found = problems({"customer_id": CID, "customer_email": "not-an-email", "payment_source_token": "t"})
     assert len(found) == 1 and "'customer_email'" in found[0] and "not an email" in found[0]
 

@@ -29,6 +29,14 @@ async def create(request: web.Request) -> web.StreamResponse:
     payment_method_id = expect_type(
         "payment_method", doc.relationships.get("payment_method"), "payment_methods"
     )
+    if sb.faults.unauthorized(customer_id):
+        request[CONTEXT].fault = "unauthorized"
+        raise ApiError.single(
+            401,
+            "Access denied",
+            "You are not authorized to perform this action on the requested resource.",
+            "UNAUTHORIZED",
+        )
     source = doc.relationships.get("payment_source")
     attrs = doc.attributes
     errors = string_attributes(attrs, TEXT_ATTRIBUTES)
@@ -48,6 +56,17 @@ async def create(request: web.Request) -> web.StreamResponse:
     issues = check(sb.store, given, reject_duplicates=sb.settings.reject_duplicates)
     if issues:
         raise ApiError(422, [issue.to_error() for issue in issues])
+    if sb.faults.conflict_409():
+        request[CONTEXT].fault = "conflict_409"
+        if not sb.settings.conflict_409_unseen:
+            sb.store.create(CPS, build(sb.store, given))
+            sb.stats.created[CPS] += 1
+        raise ApiError.single(
+            409,
+            "Record not unique",
+            "The performed operation violates a unique constraint. You can safely ignore this warning.",
+            "RECORD_NOT_UNIQUE",
+        )
     record = sb.store.create(CPS, build(sb.store, given))
     sb.stats.created[CPS] += 1
     failure = sb.faults.commit_then_fail()

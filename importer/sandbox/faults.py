@@ -2,7 +2,7 @@
 
 Each roll draws from the generator only when its fault is switched on, and each injection is
 counted by kind (`error_5xx`, `commit_then_fail`, `connection_reset`, `latency`,
-`slow_response`, `storm`).
+`slow_response`, `storm`, `unauthorized`, `conflict_409`).
 """
 
 from __future__ import annotations
@@ -73,6 +73,15 @@ class Faults:
             return None
         mode = self.settings.commit_then_fail_mode
         return self.rng.choice(("502", "drop")) if mode == "mixed" else mode
+
+    def unauthorized(self, customer_id: str | None) -> bool:
+        """A resource-level 401 for a POST naming this customer."""
+        listed = {c.strip() for c in self.settings.unauthorized_customers.split(",") if c.strip()}
+        hit = customer_id in listed or self._roll(self.settings.unauthorized)
+        return self._count("unauthorized", hit)
+
+    def conflict_409(self) -> bool:
+        return self._count("conflict_409", self._roll(self.settings.conflict_409))
 
     def slow_response(self) -> float:
         hit = self._count("slow_response", self._roll(self.settings.slow_response))

@@ -26,6 +26,7 @@ def _query(request: web.Request, sb: Sandbox, type_: str, *, collection: bool) -
         default_size=sb.settings.page_size_default,
         max_size=sb.settings.page_size_max,
         collection=collection,
+        email_case_sensitive=sb.settings.email_case_sensitive,
     )
 
 

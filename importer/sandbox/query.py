@@ -40,10 +40,17 @@ class Query:
     include: tuple[str, ...] = ()
     fields: Mapping[str, frozenset[str]] | None = None
     sort: tuple[tuple[str, bool], ...] = ()  # (attribute, descending)
+    email_case_sensitive: bool = True  # the `email_case_sensitive` setting: `_eq`/`_in` as SQL `=`/`IN`
 
 
 def parse_query(
-    params: Iterable[tuple[str, str]], spec: Spec, *, default_size: int, max_size: int, collection: bool
+    params: Iterable[tuple[str, str]],
+    spec: Spec,
+    *,
+    default_size: int,
+    max_size: int,
+    collection: bool,
+    email_case_sensitive: bool = True,
 ) -> Query:
     filters: list[Filter] = []
     page = {"number": 1, "size": default_size}
@@ -52,7 +59,7 @@ def parse_query(
     sort: tuple[tuple[str, bool], ...] = ()
     for key, value in params:
         if collection and (m := _FILTER.match(key)):
-            filters.append(_parse_filter(spec, m.group(1), value))
+            filters.append(_parse_filter(spec, m.group(1), value, email_case_sensitive))
         elif collection and key.startswith("filter"):
             raise bad_param("Filter not allowed", f"{key} is not allowed.", "FILTER_NOT_ALLOWED")
         elif collection and (m := _PAGE.match(key)) and m.group(1) in page:
@@ -65,21 +72,23 @@ def parse_query(
             sort = _parse_sort(spec, value)
         else:
             raise bad_param("Param not allowed", f"{key} is not allowed.", "PARAM_NOT_ALLOWED")
-    return Query(tuple(filters), page["number"], page["size"], include, fields or None, sort)
+    return Query(
+        tuple(filters), page["number"], page["size"], include, fields or None, sort, email_case_sensitive
+    )
 
 
-def _parse_filter(spec: Spec, name: str, value: str) -> Filter:
+def _parse_filter(spec: Spec, name: str, value: str, email_case_sensitive: bool) -> Filter:
     for matcher in MATCHERS:
         attr = name.removesuffix(f"_{matcher}")
         if attr != name and attr in spec.filters:
             kind = spec.filters[attr]
             if (kind == "json") != (matcher == "jcont"):
                 break
-            return Filter(attr, matcher, _filter_value(kind, matcher, name, value))
+            return Filter(attr, matcher, _filter_value(kind, matcher, name, value, email_case_sensitive))
     raise bad_param("Filter not allowed", f"{name} is not allowed.", "FILTER_NOT_ALLOWED")
 
 
-def _filter_value(kind: str, matcher: str, name: str, value: str) -> Any:
+def _filter_value(kind: str, matcher: str, name: str, value: str, email_case_sensitive: bool) -> Any:
     if matcher == "jcont":
         try:
             parsed = json.loads(value)
@@ -91,7 +100,7 @@ def _filter_value(kind: str, matcher: str, name: str, value: str) -> Any:
             )
         return parsed
     values = value.split(",") if matcher == "in" else [value]
-    if kind == "email":
+    if kind == "email" and not email_case_sensitive:
         values = [v.lower() for v in values]
     elif kind == "time":
         values = [_normalize_time(name, v) for v in values]
@@ -168,12 +177,13 @@ def contains(outer: Any, inner: Any) -> bool:
     return bool(outer == inner)
 
 
-def _predicate(f: Filter, kind: str) -> Callable[[Record], bool]:
+def _predicate(f: Filter, kind: str, email_case_sensitive: bool) -> Callable[[Record], bool]:
     attr, value = f.attr, f.value
+    fold = kind == "email" and not email_case_sensitive
 
     def get(record: Record) -> Any:
         v = record.get(attr)
-        return v.lower() if kind == "email" and isinstance(v, str) else v
+        return v.lower() if fold and isinstance(v, str) else v
 
     tests: dict[str, Callable[[Any], bool]] = {
         "eq": lambda v: v is not None and v == value,
@@ -199,6 +209,8 @@ def select(table: Table, spec: Spec, query: Query, fixed: Filter | None = None) 
     for f in filters:
         if f.matcher in ("eq", "in") and table.has_index(f.attr):
             values = f.value if f.matcher == "in" else (f.value,)
+            if spec.filters.get(f.attr) == "email":  # the index holds e-mails in lower case
+                values = {v.lower() for v in values}
             ids: set[str] = set().union(*(table.lookup(f.attr, v) for v in values))
             candidates = ids if candidates is None else candidates & ids
     if candidates is None:
@@ -206,7 +218,7 @@ def select(table: Table, spec: Spec, query: Query, fixed: Filter | None = None) 
     else:
         rows = sorted((table.rows[i] for i in candidates), key=lambda r: (r["created_at"], r["id"]))
     for f in filters:
-        test = _predicate(f, spec.filters.get(f.attr, "text"))
+        test = _predicate(f, spec.filters.get(f.attr, "text"), query.email_case_sensitive)
         rows = [r for r in rows if test(r)]
     for name, descending in reversed(query.sort):
         rows.sort(key=_sort_key(name), reverse=descending)  # stable, so earlier keys win

@@ -38,9 +38,20 @@ FAULT_KEYS = (
     "storm_start_s",
     "storm_duration_s",
     "reject_duplicates",
+    "unauthorized",
+    "unauthorized_customers",
+    "conflict_409",
+    "conflict_409_unseen",
     "fault_seed",
 )
-_PROBABILITIES = ("error_5xx", "commit_then_fail", "connection_reset", "slow_response")
+_PROBABILITIES = (
+    "error_5xx",
+    "commit_then_fail",
+    "connection_reset",
+    "slow_response",
+    "unauthorized",
+    "conflict_409",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +71,9 @@ class SandboxSettings:
     seed_file: str | None = None
     state_path: str | None = None
     reject_duplicates: bool = False
+    # `filter[q][email_eq|email_in]` as SQL `=`/`IN`: case-sensitive. Nothing documents that
+    # Commerce Layer folds case, so the stricter reading is the default.
+    email_case_sensitive: bool = True
     page_size_default: int = 10
     page_size_max: int = 25
     request_log_max: int = 200_000
@@ -104,6 +118,15 @@ class SandboxSettings:
     slow_response_s: float = 5.0
     storm_start_s: float | None = None
     storm_duration_s: float = 0.0
+    # Resource-level 401 (UNAUTHORIZED, "Access denied") on POST /api/customer_payment_sources:
+    # at this rate, and always for these customer ids (comma-separated), as a market scope would.
+    unauthorized: float = 0.0
+    unauthorized_customers: str = ""
+    # 409 "Record not unique" on that POST, at this rate. The record is stored first (a concurrent
+    # writer won the race); with conflict_409_unseen nothing is stored (the clash is with a record
+    # the importer's look-up cannot see).
+    conflict_409: float = 0.0
+    conflict_409_unseen: bool = False
 
     def __post_init__(self) -> None:
         _check(self.env in ENVS, "env", f"must be one of {', '.join(ENVS)}")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from importer.sandbox.testing import SandboxClient, SandboxHandle, cps_body, seed_pairing, stored
+from importer.sandbox.testing import (
+    SandboxClient,
+    SandboxHandle,
+    cps_body,
+    fast_settings,
+    running_sandbox,
+    seed_pairing,
+    stored,
+)
 
 CPS = "customer_payment_sources"
 
@@ -76,20 +86,60 @@ async def test_page_size_max_is_25(client: SandboxClient) -> None:
     assert reply.status == 200 and len(reply.body["data"]) == 20
 
 
-async def test_customer_email_filters_ignore_case(sandbox: SandboxHandle, client: SandboxClient) -> None:
+async def test_customer_email_filters_match_exactly_by_default(
+    sandbox: SandboxHandle, client: SandboxClient
+) -> None:
     customer = next(iter(sandbox.store.tables["customers"].rows.values()))
-    for value in (customer["email"], customer["email"].upper()):
-        reply = await client.get(
-            "/api/customers", **{"filter[q][email_eq]": value, "fields[customers]": "id,email"}
-        )
-        assert [d["id"] for d in reply.body["data"]] == [customer["id"]]
-        assert reply.body["data"][0]["attributes"] == {"email": customer["email"]}
-        assert "relationships" not in reply.body["data"][0]
+    reply = await client.get(
+        "/api/customers", **{"filter[q][email_eq]": customer["email"], "fields[customers]": "id,email"}
+    )
+    assert [d["id"] for d in reply.body["data"]] == [customer["id"]]
+    assert reply.body["data"][0]["attributes"] == {"email": customer["email"]}
+    assert "relationships" not in reply.body["data"][0]
+    # email_case_sensitive=True (the default): SQL `=`, another case is another address.
+    reply = await client.get("/api/customers", **{"filter[q][email_eq]": customer["email"].upper()})
+    assert reply.body["data"] == []
     emails = [c["email"] for c in list(sandbox.store.tables["customers"].rows.values())[:3]]
-    reply = await client.get("/api/customers", **{"filter[q][email_in]": ",".join(emails)})
+    reply = await client.get(
+        "/api/customers", **{"filter[q][email_in]": ",".join([*emails, emails[0].upper()])}
+    )
     assert sorted(d["attributes"]["email"] for d in reply.body["data"]) == sorted(emails)
     reply = await client.get("/api/customers", **{"filter[q][email_eq]": "nobody@example.com"})
     assert reply.body["data"] == [] and reply.body["meta"] == {"record_count": 0, "page_count": 0}
+
+
+MIXED_CASE_SEED = {
+    "customers": [
+        {"id": "MixedCase1", "email": "Anna.Okafor@Example.com"},
+        {"id": "LowerCase1", "email": "anna.okafor@example.com"},
+        {"id": "OtherCust1", "email": "bruno@example.com"},
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("case_sensitive", "asked", "expected"),
+    [
+        (True, ["Anna.Okafor@Example.com"], ["MixedCase1"]),
+        (True, ["ANNA.OKAFOR@EXAMPLE.COM"], []),
+        (True, ["Anna.Okafor@Example.com", "anna.okafor@example.com"], ["LowerCase1", "MixedCase1"]),
+        (True, ["Bruno@Example.com"], []),
+        (False, ["ANNA.OKAFOR@EXAMPLE.COM"], ["LowerCase1", "MixedCase1"]),
+        (False, ["Bruno@Example.com"], ["OtherCust1"]),
+    ],
+)
+async def test_email_case_sensitive_setting(
+    tmp_path: Path, case_sensitive: bool, asked: list[str], expected: list[str]
+) -> None:
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(MIXED_CASE_SEED), encoding="utf-8")
+    settings = fast_settings(seed_file=str(seed), email_case_sensitive=case_sensitive)
+    async with running_sandbox(settings) as handle, handle.client() as api:
+        for name in ("email_in", "email_eq"):
+            if name == "email_eq" and len(asked) > 1:
+                continue
+            reply = await api.get("/api/customers", **{f"filter[q][{name}]": ",".join(asked)})
+            assert sorted(d["id"] for d in reply.body["data"]) == expected
 
 
 async def make_sources(sandbox: SandboxHandle, client: SandboxClient) -> list[dict[str, Any]]:

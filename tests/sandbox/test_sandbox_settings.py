@@ -33,8 +33,11 @@ def test_documented_defaults() -> None:
     assert (s.page_size_default, s.page_size_max) == (10, 25)
     assert (s.import_rows_per_s, s.import_max_inputs, s.max_running_imports) == (100.0, 10_000, 10)
     assert all(
-        getattr(s, k) in (0.0, None, False, "create", "502", 5.0) for k in FAULT_KEYS if k != "token_ttl_s"
+        getattr(s, k) in (0.0, None, False, "create", "502", 5.0, "")
+        for k in FAULT_KEYS
+        if k != "token_ttl_s"
     )
+    assert s.email_case_sensitive is True  # the stricter reading of an undocumented behaviour
 
 
 def test_live_numbers_and_overrides() -> None:
