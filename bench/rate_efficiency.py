@@ -174,6 +174,8 @@ def one_run(
                 "throughput_rows_per_s",
                 "rows_settled",
                 "lookups_per_100_rows",
+                "check_to_post_max_s",
+                "check_to_post_mean_s",
                 "duration_s",
             )
         },
@@ -203,11 +205,13 @@ def one_run(
     }
 
 
-def run_config(rows: int, env: str, scale: float, margin: float, kind: str, rerun: bool) -> dict[str, Any]:
+def run_config(
+    rows: int, env: str, scale: float, margin: float, kind: str, rerun: bool, shape: str = "pairs"
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp_name:
         tmp = Path(tmp_name)
         path = tmp / "input.csv"
-        info = write_sample(path, DEMO_SEED, DEMO_CUSTOMERS, rows=rows)
+        info = write_sample(path, DEMO_SEED, DEMO_CUSTOMERS, rows=rows, shape=shape)
         sb_settings = SandboxSettings(env=env, time_scale=scale, seed=DEMO_SEED, customers=info.customers)
         with open_sandbox(kind, sb_settings) as (sb, origin):
 
@@ -362,6 +366,12 @@ def main() -> int:
     )
     ap.add_argument("--sandbox", choices=["thread", "process"], default="thread")
     ap.add_argument("--no-rerun", action="store_true", help="skip the rerun with a fresh journal")
+    ap.add_argument(
+        "--shape",
+        choices=["pairs", "tokens"],
+        default="pairs",
+        help="the sample's rows: type + id, or tokens",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write the raw measurements here")
     args = ap.parse_args()
     configure_logging(fmt="json", level=logging.WARNING)
@@ -372,7 +382,9 @@ def main() -> int:
         margin = DEFAULT_MARGIN_S if name == "default" else DEFAULT_MARGIN_S * args.time_scale
         t0 = time.monotonic()
         results.append(
-            run_config(args.rows, args.env, args.time_scale, margin, args.sandbox, not args.no_rerun)
+            run_config(
+                args.rows, args.env, args.time_scale, margin, args.sandbox, not args.no_rerun, args.shape
+            )
         )
         print(
             f"[{args.env} x{args.time_scale:g} margin {margin:g}: done in {time.monotonic() - t0:.0f} s]",

@@ -1,0 +1,316 @@
+"""Issue 8, part 2, end to end against the sandbox over real HTTP: e-mails without assumptions
+about the server's case folding, a customer named twice, resource-level 401s and 409s, wallet
+look-ups that carry sort and sparse fieldsets, and 422s that name the relationship they concern.
+Assertions are on counts, states and texts, never on seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from run_helpers import duplicates, results, run_import, sandbox_thread, settings_for, statuses, write_csv
+
+from importer.sandbox.sample import write_sample
+from importer.sandbox.settings import DEMO_SEED
+from importer.transport import AiohttpSender, ApiRequest, ApiResponse
+
+CPS = "customer_payment_sources"
+
+# Customers whose e-mails are stored with capitals, and two that differ only in case.
+SEED: dict[str, Any] = {
+    "customers": [
+        {"id": "MixedAnna1", "email": "Anna.Okafor@Example.com"},
+        {"id": "LowerBruno", "email": "bruno.silva@example.com"},
+        {"id": "CarlaUpper", "email": "Carla.Costa@Example.com"},
+        {"id": "CarlaLower", "email": "carla.costa@example.com"},
+        {"id": "MixedDario", "email": "Dario.Weber@Example.com"},
+    ],
+    "payment_sources": [{"type": "stripe_payments", "id": f"Stripe{n:04d}"} for n in range(8)]
+    + [{"type": "klarna_payments", "id": "KlarnaOnly"}],
+}
+HEADER = ["customer_id", "customer_email", "payment_source_type", "payment_source_id"]
+
+
+def _seeded(tmp_path: Path, **settings: Any) -> Any:
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(SEED), encoding="utf-8")
+    return sandbox_thread(seed_file=str(seed), **settings)
+
+
+def _by_row(report: Path) -> list[dict[str, str]]:
+    return results(report)
+
+
+def _created_for(sb: Any) -> dict[str, str]:
+    """payment source id → customer id, for every wallet entry in the sandbox."""
+    return {r["payment_source_id"]: r["customer_id"] for r in sb.records()}
+
+
+# -- e-mails ---------------------------------------------------------------------------------------
+
+SHEET_EMAILS = [
+    ["", "Anna.Okafor@Example.com", "stripe_payments", "Stripe0000"],  # as stored
+    ["", "BRUNO.SILVA@EXAMPLE.COM", "stripe_payments", "Stripe0001"],  # lower form is stored
+    ["", "dario.weber@example.com", "stripe_payments", "Stripe0002"],  # only a case-folding server
+    ["", "  Anna.Okafor@Example.com ", "stripe_payments", "Stripe0003"],  # trimmed
+]
+
+
+def test_emails_match_in_a_case_sensitive_sandbox(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "in.csv", HEADER, SHEET_EMAILS)
+    with _seeded(tmp_path, email_case_sensitive=True) as sb:
+        out = run_import(settings_for(sb, tmp_path), [csv], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        assert [r["status"] for r in rows] == ["created", "created", "failed", "created"]
+        # The address as written and its lower-case form were asked for; the stored
+        # "Dario.Weber@Example.com" cannot be reached from an all-lower-case cell on a server
+        # that matches exactly: that row says so, it is not created for anybody.
+        assert rows[2]["error_code"] == "CUSTOMER_NOT_FOUND"
+        assert "dario.weber@example.com" in rows[2]["error_detail"]
+        assert [r["customer_email"] for r in rows[:2]] == [
+            "Anna.Okafor@Example.com",
+            "BRUNO.SILVA@EXAMPLE.COM",
+        ]
+        assert _created_for(sb) == {
+            "Stripe0000": "MixedAnna1",
+            "Stripe0001": "LowerBruno",
+            "Stripe0003": "MixedAnna1",
+        }
+        assert out.exit_code == 1 and duplicates(sb) == 0
+
+
+def test_emails_match_in_a_case_folding_sandbox(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "in.csv", HEADER, SHEET_EMAILS)
+    with _seeded(tmp_path, email_case_sensitive=False) as sb:
+        out = run_import(settings_for(sb, tmp_path), [csv], tmp_path / "rep")
+        assert [r["status"] for r in _by_row(tmp_path / "rep")] == ["created"] * 4
+        assert _created_for(sb) == {
+            "Stripe0000": "MixedAnna1",
+            "Stripe0001": "LowerBruno",
+            "Stripe0002": "MixedDario",
+            "Stripe0003": "MixedAnna1",
+        }
+        assert out.exit_code == 0
+
+
+def test_case_variants_in_the_sheet_are_one_customer_for_duplicates(tmp_path: Path) -> None:
+    csv = write_csv(
+        tmp_path / "in.csv",
+        HEADER,
+        [
+            ["", "Anna.Okafor@Example.com", "stripe_payments", "Stripe0000"],
+            ["", "ANNA.OKAFOR@example.com", "stripe_payments", "Stripe0000"],
+        ],
+    )
+    with _seeded(tmp_path) as sb:
+        run_import(settings_for(sb, tmp_path), [csv], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        assert [r["status"] for r in rows] == ["created", "duplicate_in_file"]
+        assert len(sb.records()) == 1
+
+
+@pytest.mark.parametrize("case_sensitive", [True, False])
+def test_customers_differing_only_in_case_make_the_row_ambiguous(
+    tmp_path: Path, case_sensitive: bool
+) -> None:
+    csv = write_csv(
+        tmp_path / "in.csv", HEADER, [["", "Carla.Costa@Example.com", "stripe_payments", "Stripe0004"]]
+    )
+    with _seeded(tmp_path, email_case_sensitive=case_sensitive) as sb:
+        out = run_import(settings_for(sb, tmp_path), [csv], tmp_path / "rep")
+        (row,) = _by_row(tmp_path / "rep")
+        assert (row["status"], row["error_code"]) == ("failed", "CUSTOMER_AMBIGUOUS")
+        assert row["error_detail"] == (
+            "e-mail Carla.Costa@Example.com matches 2 customers whose e-mails differ only in case: "
+            "CarlaLower (carla.costa@example.com), CarlaUpper (Carla.Costa@Example.com); nothing was "
+            "sent; give the customer_id column instead of the e-mail"
+        )
+        assert sb.records() == [] and out.exit_code == 1 and out.summary["posts"] == 0
+
+
+# -- a customer named twice ------------------------------------------------------------------------
+
+
+def test_a_row_naming_two_customers_is_created_for_neither(tmp_path: Path) -> None:
+    csv = write_csv(
+        tmp_path / "in.csv",
+        HEADER,
+        [
+            ["LowerBruno", "Anna.Okafor@Example.com", "stripe_payments", "Stripe0005"],  # two customers
+            ["LowerBruno", "nobody@example.com", "stripe_payments", "Stripe0006"],  # e-mail names nobody
+            ["LowerBruno", "Bruno.Silva@Example.com", "stripe_payments", "Stripe0007"],  # same one
+            ["CarlaUpper", "Carla.Costa@Example.com", "stripe_payments", "Stripe0004"],  # id picks one
+        ],
+    )
+    with _seeded(tmp_path) as sb:
+        out = run_import(settings_for(sb, tmp_path), [csv], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        assert [(r["status"], r["error_code"]) for r in rows] == [
+            ("failed", "CUSTOMER_MISMATCH"),
+            ("failed", "CUSTOMER_MISMATCH"),
+            ("created", ""),
+            ("created", ""),
+        ]
+        assert rows[0]["error_detail"] == (
+            "customer_id LowerBruno and customer_email Anna.Okafor@Example.com name different customers: "
+            "the e-mail is customer MixedAnna1 (Anna.Okafor@Example.com); nothing was created for either; "
+            "correct one of the two cells"
+        )
+        assert rows[1]["error_detail"] == (
+            "customer_id LowerBruno and customer_email nobody@example.com do not name the same customer: "
+            "no customer has the e-mail nobody@example.com in this organization; nothing was created; "
+            "correct the e-mail, or empty customer_email to import for customer LowerBruno"
+        )
+        assert _created_for(sb) == {"Stripe0007": "LowerBruno", "Stripe0004": "CarlaUpper"}
+        assert out.summary["posts"] == 2 and out.exit_code == 1
+
+
+# -- 401 and 409 -----------------------------------------------------------------------------------
+
+
+def test_a_resource_level_401_fails_only_its_rows(tmp_path: Path) -> None:
+    info = write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=30)
+    customer_rows = _csv_rows(tmp_path / "in.csv")
+    denied = sorted({r["customer_id"] for r in customer_rows if r["customer_id"]})[:2]
+    with sandbox_thread(customers=info.customers, unauthorized_customers=",".join(denied)) as sb:
+        out = run_import(settings_for(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        expected_denied = [r for r in rows if r["customer_id"] in denied]
+        assert expected_denied and all(
+            (r["status"], r["http_status"], r["error_code"]) == ("failed", "401", "UNAUTHORIZED")
+            for r in expected_denied
+        )
+        assert "token's scope" in expected_denied[0]["error_detail"]
+        assert "market" in expected_denied[0]["error_detail"]
+        others = [r for r in rows if r["customer_id"] not in denied]
+        assert others and all(r["status"] == "created" for r in others)
+        assert len(sb.records()) == len(others)
+        assert out.exit_code == 1
+        # One renewal for the first denial; later denials with that renewed token cost none.
+        assert out.summary["tokens_fetched"] == 2
+
+
+def test_systemic_401s_abort_the_run(tmp_path: Path) -> None:
+    write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=40)
+    with sandbox_thread(customers=20, unauthorized=1.0) as sb:
+        out = run_import(
+            settings_for(sb, tmp_path, **{"retry.max_denied_in_a_row": 5}),
+            [tmp_path / "in.csv"],
+            tmp_path / "rep",
+        )
+        assert out.exit_code == 3
+        assert out.message is not None and "5 times in a row" in out.message and "scope" in out.message
+        counts = statuses(tmp_path / "rep")
+        assert counts.get("created", 0) == 0 and counts.get("failed", 0) >= 4
+        assert counts.get("not_attempted", 0) > 0 and sum(counts.values()) == 40
+        assert sb.records() == []
+
+
+def test_a_409_is_looked_up_and_reported_already_exists(tmp_path: Path) -> None:
+    write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=12)
+    with sandbox_thread(customers=20, conflict_409=1.0) as sb:
+        out = run_import(settings_for(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        assert [r["status"] for r in rows] == ["already_exists"] * 12
+        assert sorted(r["customer_payment_source_id"] for r in rows) == sorted(r["id"] for r in sb.records())
+        assert {r["http_status"] for r in rows} == {"409"}
+        assert out.exit_code == 0 and duplicates(sb) == 0 and out.summary["posts"] == 12
+
+
+def test_a_409_for_a_record_nobody_can_see_fails_the_row(tmp_path: Path) -> None:
+    write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=3)
+    with sandbox_thread(customers=20, conflict_409=1.0, conflict_409_unseen=True) as sb:
+        out = run_import(settings_for(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        assert [(r["status"], r["error_code"]) for r in rows] == [("failed", "RECORD_NOT_UNIQUE")] * 3
+        assert "the clash is with a record the look-up cannot see" in rows[0]["error_detail"]
+        assert sb.records() == [] and out.summary["posts"] == 3 and out.exit_code == 1
+
+
+# -- wallet look-ups -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[ApiRequest]:
+    """Every request the importer's sender makes (still over real HTTP)."""
+    seen: list[ApiRequest] = []
+    real_send = AiohttpSender.send
+
+    async def send(self: AiohttpSender, request: ApiRequest, token: str) -> ApiResponse:
+        seen.append(request)
+        return await real_send(self, request, token)
+
+    monkeypatch.setattr(AiohttpSender, "send", send)
+    return seen
+
+
+def _wallet_queries(sent: list[ApiRequest]) -> list[dict[str, list[str]]]:
+    return [parse_qs(r.query) for r in sent if r.method == "GET" and r.path == f"/api/{CPS}"]
+
+
+def test_wallet_lookups_carry_sort_and_sparse_fields(tmp_path: Path, sent: list[ApiRequest]) -> None:
+    write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=20)
+    with sandbox_thread(customers=20) as sb:
+        run_import(settings_for(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "rep")
+        run_import(settings_for(sb, tmp_path / "fresh"), [tmp_path / "in.csv"], tmp_path / "rep2")
+        assert statuses(tmp_path / "rep2") == {"already_exists": 20}
+    queries = _wallet_queries(sent)
+    assert len(queries) >= 2
+    for q in queries:
+        assert q["sort"] == ["created_at,id"]
+        assert q[f"fields[{CPS}]"] == ["payment_source_token,customer,payment_source"]
+        assert "filter[q][payment_source_token_in]" not in q  # id-shape rows: nothing to filter by
+
+
+def test_token_rows_filter_the_wallet_by_token(tmp_path: Path, sent: list[ApiRequest]) -> None:
+    write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=15, shape="tokens")
+    tokens = sorted(r["payment_source_token"] for r in _csv_rows(tmp_path / "in.csv"))
+    with sandbox_thread(customers=20) as sb:
+        run_import(settings_for(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "rep")
+        run_import(settings_for(sb, tmp_path / "fresh"), [tmp_path / "in.csv"], tmp_path / "rep2")
+        assert statuses(tmp_path / "rep") == {"created": 15}
+        assert statuses(tmp_path / "rep2") == {"already_exists": 15}
+    queries = _wallet_queries(sent)
+    assert queries and all(q["filter[q][payment_source_token_in]"] == [",".join(tokens)] for q in queries)
+
+
+# -- 422 about a relationship ----------------------------------------------------------------------
+
+
+def test_a_422_names_the_type_and_id_and_a_loose_type_spelling(tmp_path: Path) -> None:
+    csv = write_csv(
+        tmp_path / "in.csv",
+        HEADER,
+        [
+            ["LowerBruno", "", "Stripe", "KlarnaOnly"],  # loose spelling; the id is a Klarna one
+            ["LowerBruno", "", "stripe_payments", "NoSuchId00"],  # exact spelling
+        ],
+    )
+    with _seeded(tmp_path) as sb:
+        run_import(settings_for(sb, tmp_path), [csv], tmp_path / "rep")
+        loose, exact = _by_row(tmp_path / "rep")
+        assert (loose["status"], loose["http_status"], loose["error_code"]) == (
+            "failed",
+            "422",
+            "VALIDATION_ERROR",
+        )
+        assert loose["error_detail"] == (
+            "payment_source - must exist (at /data/relationships/payment_source) [payment_source sent as "
+            "stripe_payments KlarnaOnly; the type stripe_payments was read from 'Stripe', so the id "
+            "KlarnaOnly may belong to another payment type: check it in the Dashboard and write the exact "
+            "type (e.g. stripe_payments) in the payment_source_type column]"
+        )
+        assert exact["error_detail"] == (
+            "payment_source - must exist (at /data/relationships/payment_source) "
+            "[payment_source sent as stripe_payments NoSuchId00]"
+        )
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return list(csv.DictReader(fh))
