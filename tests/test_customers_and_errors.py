@@ -11,7 +11,17 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from run_helpers import duplicates, results, run_import, sandbox_thread, settings_for, statuses, write_csv
+from run_helpers import (
+    duplicates,
+    results,
+    run_import,
+    sandbox_thread,
+    settings_for,
+    statuses,
+    when,
+    write_csv,
+)
+from structlog.testing import capture_logs
 
 from importer.sandbox.sample import write_sample
 from importer.sandbox.settings import DEMO_SEED
@@ -314,3 +324,32 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
     with open(path, newline="", encoding="utf-8-sig") as fh:
         return list(csv.DictReader(fh))
+
+
+# -- Retry-After as an HTTP date -------------------------------------------------------------------
+
+
+def test_a_retry_after_http_date_sets_the_pause(tmp_path: Path) -> None:
+    info = write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=40)
+    # Windows wide open, so every 429 comes from the storm; each carries an HTTP-date Retry-After.
+    with sandbox_thread(
+        customers=info.customers,
+        burst_limit=1000,
+        average_limit=10000,
+        retry_after=True,
+        retry_after_format="http-date",
+    ) as sb:
+        assert sb.settings.burst_window < 1.0  # what a 429 without a usable header would pause
+        with (
+            capture_logs() as logs,
+            when(lambda: len(sb.records()) >= 10, lambda: sb.set_faults(storm_s=1.2)),
+        ):
+            out = run_import(
+                settings_for(sb, tmp_path, concurrency=4), [tmp_path / "in.csv"], tmp_path / "rep"
+            )
+        assert statuses(tmp_path / "rep") == {"created": 40} and duplicates(sb) == 0
+        pauses = [e["pause_s"] for e in logs if e["event"] == "run.paused"]
+        assert pauses and out.summary["rate_limited"] >= 1
+        # Date and Retry-After are whole seconds of the server's clock: the pause is the
+        # difference of the two dates, at least 1 s, never the 0.5 s burst-window fallback.
+        assert all(p >= 1.0 and float(p).is_integer() for p in pauses)

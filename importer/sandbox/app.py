@@ -19,7 +19,7 @@ from importer.sandbox import admin, auth, cps, handlers, imports
 from importer.sandbox.core import CONTEXT, SANDBOX, RequestContext, Sandbox
 from importer.sandbox.faults import drop_connection
 from importer.sandbox.jsonapi import JSONAPI, ApiError, gateway_error, internal_error, too_many_requests
-from importer.sandbox.ratelimit import ApiVerdict, retry_after_header
+from importer.sandbox.ratelimit import ApiVerdict, http_date, retry_after_header
 from importer.sandbox.settings import SandboxSettings
 from importer.sandbox.stats import LogEntry
 from importer.sandbox.store import CPS, IMPORTS
@@ -65,11 +65,17 @@ def _rate_headers(response: web.StreamResponse, verdict: ApiVerdict) -> None:
     response.headers["X-Ratelimit-Remaining"] = str(verdict.remaining)
 
 
-def _too_many(verdict: ApiVerdict, retry_s: float, retry_after: bool) -> web.Response:
+def _too_many(verdict: ApiVerdict, retry_s: float, sb: Sandbox) -> web.Response:
     response = too_many_requests().response()
     _rate_headers(response, verdict)
-    if retry_after:
-        response.headers["Retry-After"] = retry_after_header(retry_s)
+    if sb.settings.retry_after:
+        if sb.settings.retry_after_format == "http-date":
+            # The date is measured from the Date header, so both come from this one clock.
+            now = sb.wall()
+            response.headers["Date"] = http_date(now)
+            response.headers["Retry-After"] = retry_after_header(retry_s, http_date_at=now)
+        else:
+            response.headers["Retry-After"] = retry_after_header(retry_s)
     return response
 
 
@@ -89,14 +95,12 @@ async def _api(
         sb.faults.counts["storm"] += 1
         sb.stats.storm_429 += 1
         ctx.fault = "storm"
-        return _too_many(
-            sb.limits.check_api(ip, method, template, now, count=False), storm, sb.settings.retry_after
-        )
+        return _too_many(sb.limits.check_api(ip, method, template, now, count=False), storm, sb)
     verdict = sb.limits.check_api(ip, method, template, now)
     if not verdict.allowed:
         sb.stats.rate_limited += 1
         ctx.rate_limited = True
-        return _too_many(verdict, verdict.retry_after_s, sb.settings.retry_after)
+        return _too_many(verdict, verdict.retry_after_s, sb)
     response: web.StreamResponse
     try:
         auth.require_token(request, sb)

@@ -51,6 +51,7 @@ class Sandbox:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.wall = wall
         self.started = clock()
         self.store = open_store(settings, wall)
         self.stats = Stats(log_max=settings.request_log_max)

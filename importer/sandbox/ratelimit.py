@@ -15,6 +15,8 @@ import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import cast
 
 CACHEABLE_RESOURCES = frozenset(
@@ -149,8 +151,18 @@ def average_pool(method: str, rate_cls: str, shared: bool) -> str:
     return "uncacheable_read" if method in ("GET", "HEAD") else "write"
 
 
-def retry_after_header(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds - 1e-9)))
+def retry_after_header(seconds: float, *, http_date_at: float | None = None) -> str:
+    """Whole seconds, at least 1; or, given `http_date_at` (the wall clock now, epoch seconds),
+    the HTTP-date that many seconds later (RFC 9110 allows both forms)."""
+    wait = max(1, math.ceil(seconds - 1e-9))
+    if http_date_at is None:
+        return str(wait)
+    return http_date(math.ceil(http_date_at) + wait)
+
+
+def http_date(epoch: float) -> str:
+    """IMF-fixdate, e.g. `Wed, 21 Oct 2015 07:28:00 GMT`."""
+    return format_datetime(datetime.fromtimestamp(math.floor(epoch), UTC), usegmt=True)
 
 
 @dataclass(frozen=True, slots=True)

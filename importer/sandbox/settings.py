@@ -22,6 +22,7 @@ ENVS = ("test", "live")
 RATE_CLASSES = ("cacheable", "uncacheable")
 ERROR_5XX_SCOPES = ("create", "api")
 COMMIT_THEN_FAIL_MODES = ("502", "drop", "mixed")
+RETRY_AFTER_FORMATS = ("seconds", "http-date")
 
 # Keys that `POST /_sandbox/faults` and `--fault KEY=VALUE` may change (plus `storm_s` at runtime).
 FAULT_KEYS = (
@@ -98,6 +99,7 @@ class SandboxSettings:
     shared_average_pool: bool = True
     count_rejected: bool = False
     retry_after: bool = False
+    retry_after_format: str = "seconds"
 
     # Imports API.
     import_rows_per_s: float = 100.0
@@ -135,6 +137,11 @@ class SandboxSettings:
             self.commit_then_fail_mode in COMMIT_THEN_FAIL_MODES,
             "commit_then_fail_mode",
             "must be '502', 'drop' or 'mixed'",
+        )
+        _check(
+            self.retry_after_format in RETRY_AFTER_FORMATS,
+            "retry_after_format",
+            "must be 'seconds' or 'http-date'",
         )
         for name in _PROBABILITIES:
             _check(0.0 <= getattr(self, name) <= 1.0, name, "must be a probability between 0 and 1")
