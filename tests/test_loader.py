@@ -482,6 +482,7 @@ def test_loaded_rows_validate_and_messages_use_the_files_headers(tmp_path: Path)
         customer_email=None,
         payment_source_type="stripe_payments",
         payment_source_id="PSRC000001",
+        payment_source_type_given="Stripe Payment",  # a loose spelling, kept for 422 messages
     )
     assert isinstance(bad, list)
     assert bad[0].startswith("column 'Kunde': '123' is not a valid id")

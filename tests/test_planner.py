@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from importer.lookups import (
     customers_by_email,
     emails_found,
+    match_emails,
     page_count,
     wallet_by_customers,
     wallet_entries,
@@ -101,15 +102,20 @@ def test_wallet_query_and_paging() -> None:
     assert params == {
         "filter[q][customer_id_in]": "a,b",
         "include": "customer,payment_source",
+        "fields[customer_payment_sources]": "payment_source_token,customer,payment_source",
+        "sort": "created_at,id",
         "page[size]": "25",
         "page[number]": "3",
     }
     assert "page[number]" not in dict(parse_qsl(wallet_by_customers(["a"]).query))
 
 
-def test_emails_are_matched_in_lower_case() -> None:
+def test_emails_are_matched_ignoring_case() -> None:
     body = {"data": [{"id": "C1", "type": "customers", "attributes": {"email": "Ann@Example.com"}}]}
-    assert emails_found(body) == {"ann@example.com": "C1"}
+    assert emails_found(body) == [("C1", "Ann@Example.com")]
+    assert match_emails(["ann@EXAMPLE.com"], emails_found(body)) == {
+        "ann@EXAMPLE.com": (("C1", "Ann@Example.com"),)
+    }
 
 
 def entry(
