@@ -24,6 +24,7 @@ from run_helpers import (
 from structlog.testing import capture_logs
 
 from importer.sandbox.sample import write_sample
+from importer.sandbox.seed import generate
 from importer.sandbox.settings import DEMO_SEED
 from importer.transport import AiohttpSender, ApiRequest, ApiResponse
 
@@ -353,3 +354,35 @@ def test_a_retry_after_http_date_sets_the_pause(tmp_path: Path) -> None:
         # Date and Retry-After are whole seconds of the server's clock: the pause is the
         # difference of the two dates, at least 1 s, never the 0.5 s burst-window fallback.
         assert all(p >= 1.0 and float(p).is_integer() for p in pauses)
+
+
+def test_the_oldest_entry_wins_whatever_the_servers_default_order(tmp_path: Path) -> None:
+    data = generate(DEMO_SEED, 20)
+    customer, source = data.customers[0].id, data.sources[0]
+    csv = write_csv(tmp_path / "in.csv", HEADER, [[customer, "", source.type, source.id]])
+    # A server whose lists come newest first unless asked: only `sort` makes "oldest" mean oldest.
+    with sandbox_thread(list_order="newest_first") as sb:
+        for id_, stamp in (
+            ("OldestOne1", "2026-01-01T00:00:00.000Z"),
+            ("NewerOne01", "2026-06-01T00:00:00.000Z"),
+        ):
+            sb.store.tables[CPS].insert(
+                {
+                    "id": id_,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "customer_id": customer,
+                    "payment_method_id": None,
+                    "payment_source_type": source.type,
+                    "payment_source_id": source.id,
+                    "customer_token": None,
+                    "payment_source_token": None,
+                    "reference": None,
+                    "reference_origin": None,
+                    "metadata": {},
+                    "name": source.name,
+                }
+            )
+        run_import(settings_for(sb, tmp_path), [csv], tmp_path / "rep")
+        (row,) = _by_row(tmp_path / "rep")
+        assert (row["status"], row["customer_payment_source_id"]) == ("already_exists", "OldestOne1")

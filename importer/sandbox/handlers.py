@@ -30,6 +30,13 @@ def _query(request: web.Request, sb: Sandbox, type_: str, *, collection: bool) -
     )
 
 
+def _default_order(sb: Sandbox, query: Query, rows: list[Record]) -> list[Record]:
+    """`select` gives created_at, id order; without `sort`, `list_order` may turn it round."""
+    if not query.sort and sb.settings.list_order == "newest_first":
+        rows.reverse()
+    return rows
+
+
 def paged(request: web.Request, sb: Sandbox, type_: str, rows: list[Record], query: Query) -> dict[str, Any]:
     """One page of `rows` as a JSON:API document with meta.record_count/page_count and links."""
     count = len(rows)
@@ -59,7 +66,7 @@ def list_handler(type_: str) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         sb = request.app[SANDBOX]
         query = _query(request, sb, type_, collection=True)
-        rows = select(sb.store.tables[type_], SPECS[type_], query)
+        rows = _default_order(sb, query, select(sb.store.tables[type_], SPECS[type_], query))
         return json_response(paged(request, sb, type_, rows, query))
 
     return handle
@@ -84,7 +91,11 @@ async def customer_sources(request: web.Request) -> web.Response:
     if sb.store.get("customers", customer_id) is None:
         raise not_found()
     query = _query(request, sb, CPS, collection=True)
-    rows = select(sb.store.tables[CPS], SPECS[CPS], query, fixed=Filter("customer_id", "eq", customer_id))
+    rows = _default_order(
+        sb,
+        query,
+        select(sb.store.tables[CPS], SPECS[CPS], query, fixed=Filter("customer_id", "eq", customer_id)),
+    )
     return json_response(paged(request, sb, CPS, rows, query))
 
 

@@ -23,6 +23,7 @@ RATE_CLASSES = ("cacheable", "uncacheable")
 ERROR_5XX_SCOPES = ("create", "api")
 COMMIT_THEN_FAIL_MODES = ("502", "drop", "mixed")
 RETRY_AFTER_FORMATS = ("seconds", "http-date")
+LIST_ORDERS = ("oldest_first", "newest_first")
 
 # Keys that `POST /_sandbox/faults` and `--fault KEY=VALUE` may change (plus `storm_s` at runtime).
 FAULT_KEYS = (
@@ -75,6 +76,9 @@ class SandboxSettings:
     # `filter[q][email_eq|email_in]` as SQL `=`/`IN`: case-sensitive. Nothing documents that
     # Commerce Layer folds case, so the stricter reading is the default.
     email_case_sensitive: bool = True
+    # A list's order without `sort`. Commerce Layer documents none; `newest_first` lets a test
+    # prove that a client which needs an order asks for one.
+    list_order: str = "oldest_first"
     page_size_default: int = 10
     page_size_max: int = 25
     request_log_max: int = 200_000
@@ -138,6 +142,7 @@ class SandboxSettings:
             "commit_then_fail_mode",
             "must be '502', 'drop' or 'mixed'",
         )
+        _check(self.list_order in LIST_ORDERS, "list_order", "must be 'oldest_first' or 'newest_first'")
         _check(
             self.retry_after_format in RETRY_AFTER_FORMATS,
             "retry_after_format",

@@ -235,3 +235,12 @@ async def test_include_customer_payment_sources_on_customers(
     linkage = reply.body["data"]["relationships"]["customer_payment_sources"]["data"]
     assert sorted(link["id"] for link in linkage) == sorted([made[0]["id"], made[3]["id"]])
     assert sorted(i["id"] for i in reply.body["included"]) == sorted(link["id"] for link in linkage)
+
+
+async def test_list_order_newest_first_applies_only_without_sort() -> None:
+    async with running_sandbox(fast_settings(list_order="newest_first")) as handle, handle.client() as api:
+        ids = [c["id"] for c in handle.store.tables["customers"].ordered()]  # created_at, id
+        unsorted = await api.get("/api/customers", **{"page[size]": "25"})
+        assert [d["id"] for d in unsorted.body["data"]] == ids[::-1]
+        asked = await api.get("/api/customers", **{"page[size]": "25", "sort": "created_at,id"})
+        assert [d["id"] for d in asked.body["data"]] == ids
