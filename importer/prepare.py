@@ -130,11 +130,15 @@ class ChunkPreparer:
         self._reader = reader
         self._stats = stats
         self._dry_run = dry_run
-        # E-mail as written → the customers (id, stored e-mail) it matches ignoring case.
-        self._emails: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()
+        # Spellings already looked up (as written), and, per lower-cased address, every customer
+        # (id → stored e-mail) any look-up found for it under any spelling. Both bounded LRUs.
+        self._spellings: OrderedDict[str, None] = OrderedDict()
+        self._known: OrderedDict[str, dict[str, str]] = OrderedDict()
 
     async def _resolve_emails(self, rows: list[tuple[int, Pairing]]) -> LookupFailed | None:
-        wanted = sorted({p.customer_email for _, p in rows if p.customer_email} - set(self._emails))
+        wanted = sorted(
+            {p.customer_email for _, p in rows if p.customer_email and not self._asked(p.customer_email)}
+        )
         if not wanted:
             return None
         try:
@@ -142,10 +146,21 @@ class ChunkPreparer:
         except LookupFailed as exc:
             return exc
         for email in wanted:
-            self._emails[email] = found.get(email, ())
-            while len(self._emails) > EMAIL_CACHE_MAX:
-                self._emails.popitem(last=False)
+            # Customers found before under another spelling of this address count too: on a
+            # case-sensitive server only some spellings reach a customer, and a row must not
+            # miss one (or an ambiguity) just because its own spelling cannot.
+            known = self._known.pop(email.lower(), {})
+            known.update(found.get(email, ()))
+            self._known[email.lower()] = known
+            self._spellings[email] = None
+            for cache in (self._spellings, self._known):
+                while len(cache) > EMAIL_CACHE_MAX:
+                    cache.popitem(last=False)
         return None
+
+    def _asked(self, email: str) -> bool:
+        """This spelling was looked up, and what was found for its address is still cached."""
+        return email in self._spellings and email.lower() in self._known
 
     def _customer(self, pairing: Pairing, email_error: LookupFailed | None) -> str | Outcome:
         """The row's customer id, or the outcome that fails the row without a request."""
@@ -153,9 +168,9 @@ class ChunkPreparer:
         if not email:
             assert pairing.customer_id is not None  # validation: one of the two is there
             return pairing.customer_id
-        if email not in self._emails and email_error is not None:
+        if not self._asked(email) and email_error is not None:
             return _failed(None, email_error, "the customer look-up by e-mail")
-        matches = self._emails.get(email, ())
+        matches = tuple(sorted(self._known.get(email.lower(), {}).items()))
         return customer_for(pairing.customer_id, email, matches)
 
     def _first_row(self, seq: int, key: str, by_email: bool) -> str | None:

@@ -107,6 +107,28 @@ def test_emails_match_in_a_case_folding_sandbox(tmp_path: Path) -> None:
         assert out.exit_code == 0
 
 
+def test_a_spelling_found_earlier_serves_later_chunks(tmp_path: Path) -> None:
+    csv = write_csv(
+        tmp_path / "in.csv",
+        HEADER,
+        [
+            ["", "dario.weber@example.com", "stripe_payments", "Stripe0000"],  # before: not reachable
+            ["", "Dario.Weber@Example.com", "stripe_payments", "Stripe0001"],  # finds the customer
+            ["", "dario.weber@example.com", "stripe_payments", "Stripe0002"],  # later chunk: known now
+        ],
+    )
+    with _seeded(tmp_path, email_case_sensitive=True) as sb:
+        settings = settings_for(sb, tmp_path, **{"lookups.wallet_batch": 1})  # one row per chunk
+        run_import(settings, [csv], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        assert [(r["status"], r["error_code"]) for r in rows] == [
+            ("failed", "CUSTOMER_NOT_FOUND"),
+            ("created", ""),
+            ("created", ""),
+        ]
+        assert _created_for(sb) == {"Stripe0001": "MixedDario", "Stripe0002": "MixedDario"}
+
+
 def test_case_variants_in_the_sheet_are_one_customer_for_duplicates(tmp_path: Path) -> None:
     csv = write_csv(
         tmp_path / "in.csv",
