@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from run_helpers import (
+    created_count,
     duplicates,
     results,
     run_import,
@@ -365,7 +366,7 @@ def test_a_retry_after_http_date_sets_the_pause(tmp_path: Path) -> None:
         assert sb.settings.burst_window < 1.0  # what a 429 without a usable header would pause
         with (
             capture_logs() as logs,
-            when(lambda: len(sb.records()) >= 10, lambda: sb.set_faults(storm_s=1.2)),
+            when(lambda: created_count(sb) >= 10, lambda: sb.set_faults(storm_s=1.2)),
         ):
             out = run_import(
                 settings_for(sb, tmp_path, concurrency=4), [tmp_path / "in.csv"], tmp_path / "rep"
