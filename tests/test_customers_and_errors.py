@@ -6,6 +6,7 @@ Assertions are on counts, states and texts, never on seconds."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +25,7 @@ from run_helpers import (
 )
 from structlog.testing import capture_logs
 
+from importer.cli import main
 from importer.sandbox.sample import write_sample
 from importer.sandbox.seed import generate
 from importer.sandbox.settings import DEMO_SEED
@@ -409,3 +411,46 @@ def test_the_oldest_entry_wins_whatever_the_servers_default_order(tmp_path: Path
         run_import(settings_for(sb, tmp_path), [csv], tmp_path / "rep")
         (row,) = _by_row(tmp_path / "rep")
         assert (row["status"], row["customer_payment_source_id"]) == ("already_exists", "OldestOne1")
+
+
+# -- the same through the CLI: exit codes and the one-line message ---------------------------------
+
+
+def _cli_run(sb: Any, tmp_path: Path, extra: str = "") -> int:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"commercelayer:\n  base_url: {sb.base_url}\n  auth_url: {sb.auth_url}\n"
+        f"  client_id: {sb.client_id}\n  client_secret: ${{CL_CLIENT_SECRET}}\n"
+        f"journal:\n  path: {tmp_path / 'journal.sqlite'}\n{extra}",
+        encoding="utf-8",
+    )
+    os.chmod(config, 0o600)
+    argv = ["run", str(tmp_path / "in.csv"), "-c", str(config), "--report-dir", str(tmp_path / "rep")]
+    return main([*argv, "--log-format", "json"])
+
+
+@pytest.mark.parametrize("systemic", [False, True])
+def test_401s_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], systemic: bool
+) -> None:
+    for var in ("CL_BASE_URL", "CL_AUTH_URL", "CL_CLIENT_ID", "CL_SCOPE"):
+        monkeypatch.delenv(var, raising=False)
+    info = write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=20)
+    rows = _csv_rows(tmp_path / "in.csv")
+    one = next(r["customer_id"] for r in rows if r["customer_id"])
+    faults: dict[str, Any] = {"unauthorized": 1.0} if systemic else {"unauthorized_customers": one}
+    with sandbox_thread(customers=info.customers, **faults) as sb:
+        monkeypatch.setenv("CL_CLIENT_SECRET", sb.client_secret)
+        code = _cli_run(sb, tmp_path, "retry:\n  max_denied_in_a_row: 3\n")
+        captured = capsys.readouterr()
+        report = results(tmp_path / "rep")
+        assert sb.client_secret not in captured.out + captured.err
+        if systemic:
+            assert code == 3
+            assert "importer: the API refused access 3 times in a row" in captured.err
+            assert sb.records() == [] and "not_attempted" in {r["status"] for r in report}
+        else:
+            assert code == 1
+            denied = [r for r in report if r["customer_id"] == one]
+            assert denied and {r["error_code"] for r in denied} == {"UNAUTHORIZED"}
+            assert len(sb.records()) == len(report) - len(denied)
