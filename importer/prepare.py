@@ -99,8 +99,10 @@ def customer_for(customer_id: str | None, email: str, matches: tuple[tuple[str, 
     if not matches:
         return _rejected(
             "CUSTOMER_NOT_FOUND",
-            f"no customer with e-mail {email} in this organization; "
-            "create the customer first or correct the e-mail",
+            f"no customer with e-mail {email} in this organization (looked up as written and in "
+            "lower case); create the customer first, or correct the e-mail; if the customer's "
+            "record has capitals in its e-mail, write it exactly so: the API may match e-mails "
+            "case-sensitively",
         )
     if len(matches) > 1:
         return _rejected(

@@ -83,7 +83,12 @@ def test_emails_match_in_a_case_sensitive_sandbox(tmp_path: Path) -> None:
         # "Dario.Weber@Example.com" cannot be reached from an all-lower-case cell on a server
         # that matches exactly: that row says so, it is not created for anybody.
         assert rows[2]["error_code"] == "CUSTOMER_NOT_FOUND"
-        assert "dario.weber@example.com" in rows[2]["error_detail"]
+        assert rows[2]["error_detail"] == (
+            "no customer with e-mail dario.weber@example.com in this organization (looked up as written "
+            "and in lower case); create the customer first, or correct the e-mail; if the customer's "
+            "record has capitals in its e-mail, write it exactly so: the API may match e-mails "
+            "case-sensitively"
+        )
         assert [r["customer_email"] for r in rows[:2]] == [
             "Anna.Okafor@Example.com",
             "BRUNO.SILVA@EXAMPLE.COM",
