@@ -206,7 +206,14 @@ def one_run(
 
 
 def run_config(
-    rows: int, env: str, scale: float, margin: float, kind: str, rerun: bool, shape: str = "pairs"
+    rows: int,
+    env: str,
+    scale: float,
+    margin: float,
+    kind: str,
+    rerun: bool,
+    shape: str = "pairs",
+    check_before_post: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp_name:
         tmp = Path(tmp_name)
@@ -225,6 +232,7 @@ def run_config(
                         "rate_limit.average_window_s": AVERAGE_WINDOW_S * scale,
                         "rate_limit.safety_margin_s": margin,
                         "journal.path": str(journal),
+                        "lookups.check_before_post": check_before_post,
                     },
                     env={},
                 )
@@ -367,6 +375,9 @@ def main() -> int:
     ap.add_argument("--sandbox", choices=["thread", "process"], default="thread")
     ap.add_argument("--no-rerun", action="store_true", help="skip the rerun with a fresh journal")
     ap.add_argument(
+        "--check-before-post", action="store_true", help="run with lookups.check_before_post: true"
+    )
+    ap.add_argument(
         "--shape",
         choices=["pairs", "tokens"],
         default="pairs",
@@ -383,7 +394,14 @@ def main() -> int:
         t0 = time.monotonic()
         results.append(
             run_config(
-                args.rows, args.env, args.time_scale, margin, args.sandbox, not args.no_rerun, args.shape
+                args.rows,
+                args.env,
+                args.time_scale,
+                margin,
+                args.sandbox,
+                not args.no_rerun,
+                args.shape,
+                args.check_before_post,
             )
         )
         print(

@@ -104,6 +104,10 @@ class Timeouts(_Strict):
 
 class Lookups(_Strict):
     email_batch: int = Field(default=25, ge=1, le=25)
+    # Read the customer's wallet again right before each POST (shared between workers): the
+    # two-host window shrinks to about one round trip, at the cost of rate budget
+    # (docs/exactly-once.md, "The check-to-POST window").
+    check_before_post: bool = False
     wallet_batch: int = Field(default=100, ge=1, le=200)
 
 

@@ -14,6 +14,7 @@ A 422 about a relationship names the type and id that were sent (rejections.py).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from importer.client import ApiClient
 from importer.journal import Journal
@@ -43,7 +44,10 @@ class Creator:
         stats: DispatchStats,
         sleep: Callable[[float], Awaitable[None]],
         clock: Callable[[], float] | None = None,
+        *,
+        check_before_post: bool = False,
     ) -> None:
+        self._check_before_post = check_before_post
         self._clock = clock  # to measure look-up → POST answer (the two-host duplicate window)
         self._journal = journal
         self._target = target
@@ -59,6 +63,11 @@ class Creator:
         return outcome
 
     async def create(self, work: Work) -> Outcome:
+        if self._check_before_post:
+            checked = await self._check(work)
+            if isinstance(checked, Outcome):
+                return checked
+            work = checked
         request = create_request(work.pairing, work.customer_id)
         self._journal.mark_sending(self._target, work.key, self._run_id, work.customer_id)
         attempts = self._client.attempts()
@@ -118,6 +127,17 @@ class Creator:
                 )
             self._stats.retries += 1
             await self._sleep(self._backoff.delay(attempts.counted))
+
+    async def _check(self, work: Work) -> Work | Outcome:
+        """`lookups.check_before_post`: is the pairing there now (another host made it)?"""
+        try:
+            found = await self._rechecker.find(work.customer_id, work.key)
+        except LookupFailed as exc:
+            detail = f"the wallet check right before the POST failed, nothing was sent: {exc.detail}"
+            return _failed(work, exc.http_status, exc.code, detail, 0)
+        if found is not None:
+            return self._final(work, Outcome(RowStatus.ALREADY_EXISTS, found, work.customer_id))
+        return replace(work, checked_at=self._clock()) if self._clock is not None else work
 
     async def _conflict(self, work: Work, verdict: RowRejected, sent: int) -> Outcome:
         """A 409 on the POST: the record may exist; look it up, like a lost answer."""

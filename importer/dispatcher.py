@@ -93,7 +93,16 @@ class _Run:
         self.rechecker = Rechecker(reader)
         self.existence = ExistenceChecker(self.client, stats)
         self.creator = Creator(
-            journal, target, run_id, self.client, self.rechecker, self.backoff, stats, sleep, clock
+            journal,
+            target,
+            run_id,
+            self.client,
+            self.rechecker,
+            self.backoff,
+            stats,
+            sleep,
+            clock,
+            check_before_post=settings.lookups.check_before_post,
         )
         self.chunk_rows = settings.lookups.wallet_batch
         self.queue: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=2 * settings.concurrency)

@@ -26,6 +26,8 @@ from run_helpers import (
 from structlog.testing import capture_logs
 
 from importer.cli import main
+from importer.models import Pairing
+from importer.planner import create_request
 from importer.sandbox.sample import write_sample
 from importer.sandbox.seed import generate
 from importer.sandbox.settings import DEMO_SEED
@@ -459,3 +461,43 @@ def test_401s_through_the_cli(
             denied = [r for r in report if r["customer_id"] == one]
             assert denied and {r["error_code"] for r in denied} == {"UNAUTHORIZED"}
             assert len(sb.records()) == len(report) - len(denied)
+
+
+# -- the two-host window ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("check_before_post", [False, True])
+def test_another_host_creating_the_pairing_after_the_chunk_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check_before_post: bool
+) -> None:
+    data = generate(DEMO_SEED, 20)
+    pairs = [(data.customers[n].id, data.sources[n]) for n in range(8)]
+    csv = write_csv(tmp_path / "in.csv", HEADER, [[c, "", s.type, s.id] for c, s in pairs])
+    real_send = AiohttpSender.send
+    raced: list[str] = []
+
+    async def send(self: AiohttpSender, request: ApiRequest, token: str) -> ApiResponse:
+        response = await real_send(self, request, token)
+        if request.method == "GET" and request.path == f"/api/{CPS}" and not raced:
+            # Right after our chunk's wallet look-up said "not there", another host (its own
+            # journal) creates every pairing of the chunk, over the same API.
+            for customer, source in pairs:
+                other = create_request(Pairing(customer, None, source.type, source.id), customer)
+                answer = await real_send(self, other, token)
+                raced.append(answer.body["data"]["id"])
+        return response
+
+    monkeypatch.setattr(AiohttpSender, "send", send)
+    with sandbox_thread() as sb:
+        settings = settings_for(sb, tmp_path, **{"lookups.check_before_post": check_before_post})
+        out = run_import(settings, [csv], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        if check_before_post:
+            # Checked again right before each POST: the other host's records are found.
+            assert [r["status"] for r in rows] == ["already_exists"] * 8
+            assert sorted(r["customer_payment_source_id"] for r in rows) == sorted(raced)
+            assert duplicates(sb) == 0 and out.summary["posts"] == 0
+        else:
+            # The window this setting closes: checked once per chunk, both hosts create.
+            assert [r["status"] for r in rows] == ["created"] * 8
+            assert duplicates(sb) == 8
