@@ -116,6 +116,10 @@ class ApiClient:
         self._denied_in_a_row = 0
         self._token_after_denial: str | None = None  # the token a denial made us fetch
 
+    async def ready(self, request: ApiRequest) -> None:
+        """Wait until `request` would fit the rate windows now (nothing is stamped or sent)."""
+        await self._pacer.ready(request.endpoint)
+
     def attempts(self) -> Attempts:
         return Attempts(self._backoff.max_attempts)
 

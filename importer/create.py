@@ -24,7 +24,7 @@ from importer.prepare import Work
 from importer.rejections import relationship_detail
 from importer.retry import Backoff
 from importer.stats import DispatchStats
-from importer.transport import Ok, Retriable, RowRejected
+from importer.transport import ApiRequest, Ok, Retriable, RowRejected
 from importer.wallets import LookupFailed, Rechecker
 
 
@@ -63,12 +63,12 @@ class Creator:
         return outcome
 
     async def create(self, work: Work) -> Outcome:
+        request = create_request(work.pairing, work.customer_id)
         if self._check_before_post:
-            checked = await self._check(work)
+            checked = await self._check(work, request)
             if isinstance(checked, Outcome):
                 return checked
             work = checked
-        request = create_request(work.pairing, work.customer_id)
         self._journal.mark_sending(self._target, work.key, self._run_id, work.customer_id)
         attempts = self._client.attempts()
         measured = False
@@ -128,8 +128,12 @@ class Creator:
             self._stats.retries += 1
             await self._sleep(self._backoff.delay(attempts.counted))
 
-    async def _check(self, work: Work) -> Work | Outcome:
-        """`lookups.check_before_post`: is the pairing there now (another host made it)?"""
+    async def _check(self, work: Work, request: ApiRequest) -> Work | Outcome:
+        """`lookups.check_before_post`: is the pairing there now (another host made it)?
+
+        The check waits until the POST would fit the rate windows, so the POST does not then
+        sit behind a full window with a stale check."""
+        await self._client.ready(request)
         try:
             found = await self._rechecker.find(work.customer_id, work.key)
         except LookupFailed as exc:

@@ -171,6 +171,12 @@ class Pacer:
             self.gate.give_back(probe)
             raise
 
+    async def ready(self, endpoint: str) -> None:
+        """Return once a request to `endpoint` would fit the windows now, stamping nothing: a
+        check that must happen right before a send waits here first, not after it."""
+        while (wait := self.windows.wait(endpoint, self._clock())) > 0.0:
+            await self._sleep(wait)
+
     def server_says_empty(self, interval_s: float | None, limit: float | None) -> None:
         """X-Ratelimit-Remaining: 0: send nothing for one average slot (from the headers when
         they are there, else from our settings), in case the server counts more than we do."""
