@@ -102,3 +102,23 @@ async def test_server_says_empty_holds_one_slot() -> None:
     pacer.server_says_empty(None, None)  # no headers: the slot comes from our settings
     await pacer.admit("GET /x")
     assert t.now == 1.2
+
+
+async def test_ready_waits_for_room_without_stamping() -> None:
+    t = FakeTime()
+    windows = Windows(
+        WindowSpec(burst_limit=2, burst_window_s=10.0, average_limit=100, average_window_s=60.0)
+    )
+    gate = PauseGate(t.clock, t.sleep)
+    pacer = Pacer(windows, gate, t.clock, t.sleep)
+    await pacer.admit("POST /x")
+    await pacer.admit("POST /x")  # the burst window is full until t = 10
+    await pacer.ready("GET /y")  # another endpoint's burst window has room: no wait
+    assert t.now == 0.0
+    await pacer.ready("POST /x")
+    assert t.now == 10.0
+    # Waiting stamped nothing: the POST that follows still fits at once.
+    assert windows.burst("POST /x").held(t.now) == 0 and windows.average.held(t.now) == 2
+    await pacer.admit("POST /x")
+    assert t.now == 10.0
+    await gate.aclose()
