@@ -121,3 +121,40 @@ async def test_bad_fault_changes_are_refused(sandbox: SandboxHandle) -> None:
             async with session.post(f"{sandbox.base_url}/_sandbox/faults", json=body) as response:
                 assert response.status == 400
                 assert "error" in await response.json()
+
+
+async def test_unauthorized_for_chosen_customers_only(sandbox: SandboxHandle, client: SandboxClient) -> None:
+    denied, source = seed_pairing(sandbox, 0)
+    allowed, other = seed_pairing(sandbox, 1)
+    await sandbox.set_faults(unauthorized_customers=f"{denied}, NoSuchOne1")
+    reply = await client.post(CPS, cps_body(denied, source))
+    assert reply.status == 401
+    assert reply.body["errors"] == [
+        {
+            "title": "Access denied",
+            "detail": "You are not authorized to perform this action on the requested resource.",
+            "code": "UNAUTHORIZED",
+            "status": "401",
+        }
+    ]
+    assert (await client.post(CPS, cps_body(allowed, other))).status == 201
+    await sandbox.set_faults(unauthorized_customers="", unauthorized=1.0)
+    assert (await client.post(CPS, cps_body(allowed, source))).status == 401
+    assert len(await sandbox.records()) == 1
+    assert (await sandbox.stats())["faults"] == {"unauthorized": 2}
+
+
+@pytest.mark.parametrize("unseen", [False, True])
+async def test_conflict_409(sandbox: SandboxHandle, client: SandboxClient, unseen: bool) -> None:
+    await sandbox.set_faults(conflict_409=1.0, conflict_409_unseen=unseen)
+    reply = await client.post(CPS, cps_body(*seed_pairing(sandbox)))
+    assert reply.status == 409
+    error = reply.body["errors"][0]
+    assert (error["code"], error["title"], error["status"]) == (
+        "RECORD_NOT_UNIQUE",
+        "Record not unique",
+        "409",
+    )
+    assert "You can safely ignore this warning." in error["detail"]
+    assert len(await sandbox.records()) == (0 if unseen else 1)  # stored first: a concurrent writer won
+    assert (await sandbox.stats())["faults"] == {"conflict_409": 1}
