@@ -16,7 +16,7 @@ class DispatchStats:
     retries: int = 0  # requests sent again after a 429, 5xx, timeout or dropped connection
     rate_limited: int = 0  # 429 answers received
     tokens_fetched: int = 0
-    reauths: int = 0  # 401 INVALID_TOKEN answers that made us fetch a new token
+    reauths: int = 0  # 401s that made us fetch a new token (INVALID_TOKEN, or a first "Access denied")
     paused_s: float = 0.0  # time the 429 gate was closed
     elapsed_s: float = 0.0
     rows_settled: int = 0
