@@ -454,7 +454,8 @@ def test_401s_through_the_cli(
         assert sb.client_secret not in captured.out + captured.err
         if systemic:
             assert code == 3
-            assert "importer: the API refused access 3 times in a row" in captured.err
+            # JSON mode: the closing message is the run.message event.
+            assert '"message": "the API refused access 3 times in a row' in captured.err
             assert sb.records() == [] and "not_attempted" in {r["status"] for r in report}
         else:
             assert code == 1
