@@ -15,14 +15,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from importer.models import PAYMENT_SOURCE_TYPES
-from importer.sandbox import admin, auth, cps, handlers, imports
+from importer.sandbox import admin, auth, cps, exports, handlers, imports
 from importer.sandbox.core import CONTEXT, SANDBOX, RequestContext, Sandbox
 from importer.sandbox.faults import drop_connection
 from importer.sandbox.jsonapi import JSONAPI, ApiError, gateway_error, internal_error, too_many_requests
 from importer.sandbox.ratelimit import ApiVerdict, http_date, retry_after_header
 from importer.sandbox.settings import SandboxSettings
 from importer.sandbox.stats import LogEntry
-from importer.sandbox.store import CPS, IMPORTS
+from importer.sandbox.store import CPS, EXPORTS, IMPORTS
 
 CREATE_CPS = ("POST", f"/api/{CPS}")
 
@@ -156,7 +156,7 @@ async def gateway(request: web.Request, handler: handlers.Handler) -> web.Stream
 def _routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/oauth/token", auth.token)
-    for type_ in ("customers", "payment_methods", *PAYMENT_SOURCE_TYPES, CPS, IMPORTS):
+    for type_ in ("customers", "payment_methods", *PAYMENT_SOURCE_TYPES, CPS, IMPORTS, EXPORTS):
         r.add_get(f"/api/{type_}", handlers.list_handler(type_), allow_head=False)
         r.add_get(f"/api/{type_}/{{id}}", handlers.show_handler(type_), allow_head=False)
     r.add_get("/api/customers/{id}/customer_payment_sources", handlers.customer_sources, allow_head=False)
@@ -166,6 +166,8 @@ def _routes(app: web.Application) -> None:
     r.add_patch(f"/api/{CPS}/{{id}}", cps.update)
     r.add_delete(f"/api/{CPS}/{{id}}", cps.delete)
     r.add_post(f"/api/{IMPORTS}", imports.create)
+    r.add_post(f"/api/{EXPORTS}", exports.create)
+    r.add_get("/attachments/{id}/{token}", exports.download, allow_head=False)
     r.add_routes(admin.routes)
 
 
@@ -183,6 +185,9 @@ def create_app(
     app = web.Application(middlewares=[gateway])
     app[SANDBOX] = Sandbox(settings or SandboxSettings(), clock=clock, wall=wall)
     _routes(app)
+    app[exports.ATTACHMENTS] = {}
+    app[exports.BASES] = {}
     app.cleanup_ctx.append(imports.worker_context)
+    app.cleanup_ctx.append(exports.worker_context)
     app.on_cleanup.append(_close_store)
     return app

@@ -2,7 +2,8 @@
 
 Each roll draws from the generator only when its fault is switched on, and each injection is
 counted by kind (`error_5xx`, `commit_then_fail`, `connection_reset`, `latency`,
-`slow_response`, `storm`, `unauthorized`, `conflict_409`).
+`slow_response`, `storm`, `unauthorized`, `conflict_409`, `imports_error_5xx`,
+`imports_lost_answer`, `exports_error_5xx`).
 """
 
 from __future__ import annotations
@@ -82,6 +83,20 @@ class Faults:
 
     def conflict_409(self) -> bool:
         return self._count("conflict_409", self._roll(self.settings.conflict_409))
+
+    def endpoint_5xx(self, kind: str) -> int | None:
+        """`imports_error_5xx` / `exports_error_5xx`: a 5xx before anything is created."""
+        if not self._count(kind, self._roll(getattr(self.settings, kind))):
+            return None
+        return self.rng.choice((500, 502, 503))
+
+    def imports_lost_answer(self) -> str | None:
+        """After an import was created: its answer is lost ("502" or "drop", as
+        `commit_then_fail_mode` says)."""
+        if not self._count("imports_lost_answer", self._roll(self.settings.imports_lost_answer)):
+            return None
+        mode = self.settings.commit_then_fail_mode
+        return self.rng.choice(("502", "drop")) if mode == "mixed" else mode
 
     def slow_response(self) -> float:
         hit = self._count("slow_response", self._roll(self.settings.slow_response))

@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from importer.sandbox.core import SANDBOX, Sandbox
-from importer.sandbox.jsonapi import ApiError, json_response, validation_error
+from importer.sandbox.core import CONTEXT, SANDBOX, Sandbox
+from importer.sandbox.faults import drop_connection
+from importer.sandbox.jsonapi import ApiError, gateway_error, internal_error, json_response, validation_error
 from importer.sandbox.parse import read_document
 from importer.sandbox.store import CPS, IMPORTS
 from importer.sandbox.validation import CpsInput, build, check
@@ -64,6 +65,10 @@ def _inputs(attrs: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
 
 async def create(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX]
+    code = sb.faults.endpoint_5xx("imports_error_5xx")
+    if code is not None:
+        request[CONTEXT].fault = "imports_error_5xx"
+        return internal_error().response() if code == 500 else gateway_error(code)
     doc = await read_document(request, IMPORTS, attributes=ATTRIBUTES, relationships=frozenset())
     attrs = doc.attributes
     resource_type, fmt = attrs.get("resource_type"), attrs.get("format") or "json"
@@ -109,6 +114,14 @@ async def create(request: web.Request) -> web.Response:
     )
     sb.store.save_inputs(record["id"], inputs)
     sb.stats.created[IMPORTS] += 1
+    lost = sb.faults.imports_lost_answer()
+    if lost is not None:  # the import exists, its answer never arrives
+        context = request[CONTEXT]
+        context.fault = "imports_lost_answer"
+        if lost == "drop":
+            context.dropped = True
+            return drop_connection(request)
+        return gateway_error(502)
     return json_response(sb.renderer(request).document(IMPORTS, record), status=201)
 
 

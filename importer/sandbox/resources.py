@@ -12,7 +12,7 @@ from typing import Any
 
 from importer.models import PAYMENT_SOURCE_TYPES
 from importer.sandbox.persist import Record
-from importer.sandbox.store import CPS, IMPORTS, Store
+from importer.sandbox.store import CPS, EXPORTS, IMPORTS, Store
 
 Linkage = dict[str, str]
 COMMON_ATTRIBUTES = ("created_at", "updated_at", "reference", "reference_origin", "metadata")
@@ -90,6 +90,28 @@ SPECS: dict[str, Spec] = {
             *COMMON_ATTRIBUTES,
         ),
         filters={**COMMON_FILTERS, "resource_type": "text", "status": "text", "format": "text"},
+        sortable=(*COMMON_SORTS, "status"),
+    ),
+    EXPORTS: Spec(
+        EXPORTS,
+        (
+            "resource_type",
+            "format",
+            "status",
+            "includes",
+            "fields",
+            "filters",
+            "dry_data",
+            "started_at",
+            "completed_at",
+            "interrupted_at",
+            "records_count",
+            "processed_count",
+            "attachment_url",
+            "errors_log",
+            *COMMON_ATTRIBUTES,
+        ),
+        filters={**COMMON_FILTERS, "resource_type": "text", "status": "text"},
         sortable=(*COMMON_SORTS, "status"),
     ),
 } | {

@@ -45,6 +45,11 @@ FAULT_KEYS = (
     "conflict_409",
     "conflict_409_unseen",
     "fault_seed",
+    "import_rows_per_s",
+    "imports_error_5xx",
+    "imports_lost_answer",
+    "exports_error_5xx",
+    "export_link_ttl_s",
 )
 _PROBABILITIES = (
     "error_5xx",
@@ -53,6 +58,9 @@ _PROBABILITIES = (
     "slow_response",
     "unauthorized",
     "conflict_409",
+    "imports_error_5xx",
+    "imports_lost_answer",
+    "exports_error_5xx",
 )
 
 
@@ -111,6 +119,11 @@ class SandboxSettings:
     max_running_imports: int = 10
     import_error_threshold: float = 0.1
 
+    # Exports API (customer_payment_sources only).
+    export_max_records: int = 5_000
+    export_records_per_s: float = 5_000.0
+    export_link_ttl_s: float = 300.0
+
     # Faults: all off by default.
     fault_seed: int = 0
     error_5xx: float = 0.0
@@ -133,6 +146,9 @@ class SandboxSettings:
     # the importer's look-up cannot see).
     conflict_409: float = 0.0
     conflict_409_unseen: bool = False
+    imports_error_5xx: float = 0.0
+    imports_lost_answer: float = 0.0
+    exports_error_5xx: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.env in ENVS, "env", f"must be one of {', '.join(ENVS)}")
@@ -152,7 +168,15 @@ class SandboxSettings:
             _check(0.0 <= getattr(self, name) <= 1.0, name, "must be a probability between 0 and 1")
         for name in ("time_scale", "burst_window_s", "average_window_s", "token_window_s", "token_ttl_s"):
             _check(getattr(self, name) > 0, name, "must be > 0")
-        for name in ("import_rows_per_s", "import_max_inputs", "max_running_imports", "token_limit"):
+        for name in (
+            "import_rows_per_s",
+            "import_max_inputs",
+            "max_running_imports",
+            "token_limit",
+            "export_max_records",
+            "export_records_per_s",
+            "export_link_ttl_s",
+        ):
             _check(getattr(self, name) > 0, name, "must be > 0")
         for name in ("latency_median_s", "latency_sigma", "slow_response_s", "storm_duration_s"):
             _check(getattr(self, name) >= 0, name, "must be >= 0")

@@ -24,8 +24,9 @@ from importer.sandbox.persist import Record, SqliteState
 
 CPS = "customer_payment_sources"
 IMPORTS = "imports"
-RESOURCE_TYPES: tuple[str, ...] = ("customers", "payment_methods", *PAYMENT_SOURCE_TYPES, CPS, IMPORTS)
-CREATED_TYPES = (CPS, IMPORTS)  # what the API creates; `reset` clears these and keeps the seed
+EXPORTS = "exports"
+RESOURCE_TYPES: tuple[str, ...] = ("customers", "payment_methods", *PAYMENT_SOURCE_TYPES, CPS, IMPORTS, EXPORTS)
+CREATED_TYPES = (CPS, IMPORTS, EXPORTS)  # what the API creates; `reset` clears these and keeps the seed
 ID_ALPHABET = string.ascii_letters + string.digits
 _BYTE_TO_ALNUM = bytes(ord(ID_ALPHABET[b % len(ID_ALPHABET)]) for b in range(256))
 
@@ -74,7 +75,8 @@ INDEXES: dict[str, dict[str, IndexFn]] = {
         )
     }
     | {"source": source_key, "pair": pair_key},
-    IMPORTS: {"status": _field("status")},
+    IMPORTS: {"status": _field("status"), "reference": _field("reference")},
+    EXPORTS: {"status": _field("status")},
 }
 
 
