@@ -56,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--env", choices=["test", "live"], help="rate-limit preset (overrides rate_limit.preset)")
     r.add_argument("--max-rows", type=int, metavar="N", help="canary: import only the first N valid rows")
     r.add_argument("--fail-fast", action="store_true", help="stop at the first failed row")
+    r.add_argument(
+        "--strategy",
+        choices=["rest", "imports", "auto"],
+        help="one POST a row (rest), the Imports API (imports), or by row count (auto); overrides strategy",
+    )
+    r.add_argument(
+        "--no-readback",
+        action="store_true",
+        help="imports strategy: do not read back the ids of imports that completed without errors",
+    )
 
     d = sub.add_parser("demo", help="start the sandbox in-process and import samples/ into it")
     d.add_argument("inputs", nargs="*", metavar="INPUT", help="default: samples/")

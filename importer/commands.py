@@ -22,6 +22,10 @@ def _settings(args: argparse.Namespace, config_path: str | None) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "env", None):
         overrides["rate_limit.preset"] = args.env
+    if getattr(args, "strategy", None):
+        overrides["strategy"] = args.strategy
+    if getattr(args, "no_readback", False):
+        overrides["imports.readback"] = "none"
     settings, warnings = load_settings(config_path, overrides=overrides)
     for w in warnings:
         log.warning("config.warning", warning=w)

@@ -124,6 +124,29 @@ class Journal(_Strict):
     path: str = ".importer/journal.sqlite"
 
 
+# Documented cacheable-read limits (shared/commercelayer-api.md §2): GET /api/imports is cacheable.
+CACHEABLE_PRESETS: dict[str, dict[str, int]] = {
+    "test": {"burst": 125, "average": 500},
+    "live": {"burst": 250, "average": 1000},
+}
+
+
+class Imports(_Strict):
+    """The imports strategy (importer/bulk/, docs/configuration.md "imports")."""
+
+    auto_threshold: int = Field(default=2_000, ge=1)
+    chunk_size: int = Field(default=10_000, ge=1, le=10_000)
+    max_in_flight: int = Field(default=10, ge=1, le=10)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    readback: Literal["auto", "list", "export", "none"] = "auto"
+    export_above: int = Field(default=1_000, ge=0)
+    export_max_records: int = Field(default=5_000, ge=1)
+    resend_interrupted: bool = True
+    cacheable_burst: int | None = Field(default=None, gt=0)
+    cacheable_average: int | None = Field(default=None, gt=0)
+    assumed_rows_per_s: float = Field(default=500.0, gt=0)
+
+
 class Settings(_Strict):
     commercelayer: CommerceLayer = Field(default_factory=CommerceLayer)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
@@ -135,6 +158,8 @@ class Settings(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     report: Report = Field(default_factory=Report)
     journal: Journal = Field(default_factory=Journal)
+    strategy: Literal["rest", "imports", "auto"] = "rest"
+    imports: Imports = Field(default_factory=Imports)
     max_invalid_ratio: float = Field(default=0.5, ge=0, le=1)
     progress_interval_s: float = Field(default=30.0, gt=0)
 

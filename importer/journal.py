@@ -194,6 +194,11 @@ class Journal:
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For modules that keep tables of their own in the journal (importer/bulk/records.py)."""
+        return self._conn
+
     # -- runs -------------------------------------------------------------------------------
     def start_run(self, run_id: str, *, command: str, target: str, inputs_fingerprint: str) -> None:
         self._conn.execute(

@@ -278,10 +278,11 @@ def _execute_with(
             run_id, RowStatus.NOT_ATTEMPTED, "not sent: too many invalid rows in the input"
         )
     else:
-        from importer.dispatcher import dispatch  # the network side is only loaded for `run`
+        from importer.bulk import select_dispatch  # the network side is only loaded for `run`
 
         stop = asyncio.Event()
         total = journal.count_open(run_id)
+        dispatch = select_dispatch(settings, journal, run_id, total, dry_run=opts.dry_run)
         try:
             result = asyncio.run(
                 _dispatch_with_signals(dispatch, settings, journal, run_id, target, opts, stop, total)

@@ -1,0 +1,249 @@
+"""Read back what an import created: by paging the wallets, or through the Exports API.
+
+Both readers answer the same question for a set of customers: which customer_payment_sources do
+they hold now (id, customer, source, `metadata.importer_key`)? reconcile.py matches rows to them.
+
+- `ListReader` pages `GET /api/customer_payment_sources?filter[q][customer_id_in]=…` (the wallet
+  look-up of lookups.py): 25 records a request against the uncacheable budget. Fine for small
+  imports.
+- `ExportReader` asks `POST /api/exports` for the same customers (`filters.customer_id_in`),
+  grouped so an export stays under `export_max_records`; a group the server finds too big is
+  halved. The attachment is downloaded without the access token (it is a pre-signed link);
+  a link that has expired (403/404/410) is answered by a new export, at most
+  `EXPORT_LINK_RETRIES` times. An export that fails falls back to the list reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+from importer.bulk.reconcile import Found
+from importer.client import ApiClient
+from importer.lookups import batches, page_count, wallet_by_customers, wallet_entries
+from importer.planner import IMPORTER_KEY
+from importer.transport import ApiRequest, Ok, Retriable, RowRejected
+from importer.wallets import MAX_PAGES, LookupFailed
+
+EXPORTS_PATH = "/api/exports"
+EXPORT_LINK_RETRIES = 3
+EXPORT_POLLS_MAX = 100_000  # a safety bound: at the poll interval that is hours
+log = structlog.get_logger("importer")
+
+
+class Reader(Protocol):
+    async def read(self, customers: dict[str, int]) -> list[Found]:
+        """`customers`: customer id → how many rows of the import name it."""
+        ...
+
+
+async def _get(client: ApiClient, request: ApiRequest) -> Any:
+    answer = await client.request(request, client.attempts(), retry_ambiguous=True)
+    verdict = answer.verdict
+    if isinstance(verdict, Ok) and answer.response is not None:
+        return answer.response.body
+    if isinstance(verdict, RowRejected | Retriable):
+        raise LookupFailed(verdict.http_status, verdict.code, verdict.detail)
+    raise LookupFailed(None, "READBACK_FAILED", "the read-back got no usable answer")
+
+
+def _metadata_key(metadata: Any) -> str | None:
+    key = metadata.get(IMPORTER_KEY) if isinstance(metadata, dict) else None
+    return str(key) if key is not None else None
+
+
+def found_in_list(body: Any) -> list[Found]:
+    data = body.get("data") if isinstance(body, dict) else None
+    keys: dict[str, str | None] = {}
+    for record in data if isinstance(data, list) else []:
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            attributes = record.get("attributes")
+            keys[record["id"]] = _metadata_key(attributes.get("metadata") if isinstance(attributes, dict) else None)
+    return [Found(e.id, e.customer_id, e.source_refs, keys.get(e.id)) for e in wallet_entries(body)]
+
+
+def _related_id(record: dict[str, Any], name: str) -> str | None:
+    value = record.get(f"{name}_id")
+    if value is None and isinstance(record.get(name), dict):
+        value = record[name].get("id")
+    return str(value) if value is not None else None
+
+
+def found_in_export(records: Any) -> list[Found]:
+    """Records of an export file: flat, relationships as `<name>_id` (or nested `{id, type}`)."""
+    out = []
+    for record in records if isinstance(records, list) else []:
+        if not isinstance(record, dict) or record.get("id") is None:
+            continue
+        refs = []
+        source_type = record.get("payment_source_type")
+        source = record.get("payment_source")
+        if source_type is None and isinstance(source, dict):
+            source_type = source.get("type")
+        source_id = _related_id(record, "payment_source")
+        if source_type and source_id:
+            refs.append(f"{source_type}:{source_id}")
+        if record.get("payment_source_token"):
+            refs.append(f"token:{record['payment_source_token']}")
+        metadata = record.get("metadata")
+        out.append(Found(str(record["id"]), _related_id(record, "customer"), tuple(refs), _metadata_key(metadata)))
+    return out
+
+
+class ListReader:
+    def __init__(self, client: ApiClient, *, batch: int) -> None:
+        self._client = client
+        self._batch = batch
+
+    async def read(self, customers: dict[str, int]) -> list[Found]:
+        out: list[Found] = []
+        for group in batches(sorted(customers), self._batch):
+            first = await _get(self._client, wallet_by_customers(group, 1))
+            out.extend(found_in_list(first))
+            for number in range(2, min(page_count(first), MAX_PAGES) + 1):
+                out.extend(found_in_list(await _get(self._client, wallet_by_customers(group, number))))
+        return out
+
+
+def parse_attachment(raw: bytes) -> Any:
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return json.loads(raw)
+
+
+Download = Callable[[str], Awaitable[tuple[int, bytes]]]
+
+
+class ExportReader:
+    def __init__(
+        self,
+        client: ApiClient,
+        download: Download,
+        fallback: Reader,
+        *,
+        max_records: int,
+        poll_interval_s: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._client = client
+        self._download = download
+        self._fallback = fallback
+        # Headroom for entries the customers already had before the run.
+        self._group_rows = max(1, max_records * 4 // 5)
+        self._poll_s = poll_interval_s
+        self._sleep = sleep
+        self.exports_created = 0
+        self.links_expired = 0
+
+    def _groups(self, customers: dict[str, int]) -> list[list[str]]:
+        groups: list[list[str]] = [[]]
+        rows = 0
+        for customer in sorted(customers):
+            if groups[-1] and rows + customers[customer] > self._group_rows:
+                groups.append([])
+                rows = 0
+            groups[-1].append(customer)
+            rows += customers[customer]
+        return [g for g in groups if g]
+
+    async def read(self, customers: dict[str, int]) -> list[Found]:
+        out: list[Found] = []
+        pending = self._groups(customers)
+        while pending:
+            group = pending.pop()
+            try:
+                out.extend(await self._export(group))
+            except _TooBig:
+                if len(group) == 1:
+                    out.extend(await self._fallback.read({group[0]: customers[group[0]]}))
+                else:
+                    middle = len(group) // 2
+                    pending.extend([group[:middle], group[middle:]])
+            except _ExportFailed as exc:
+                log.warning("imports.export_fallback", reason=str(exc), customers=len(group))
+                out.extend(await self._fallback.read({c: customers[c] for c in group}))
+        return out
+
+    async def _export(self, group: Sequence[str]) -> list[Found]:
+        for _ in range(EXPORT_LINK_RETRIES):
+            url = await self._run_export(group)
+            status, raw = await self._download(url)
+            if status == 200:
+                try:
+                    return found_in_export(parse_attachment(raw))
+                except (ValueError, OSError) as exc:
+                    raise _ExportFailed(f"the export file could not be read ({exc})") from None
+            self.links_expired += 1
+            log.info("imports.export_link_expired", http_status=status, action="creating a new export")
+        raise _ExportFailed(f"the export's link expired {EXPORT_LINK_RETRIES} times in a row")
+
+    async def _run_export(self, group: Sequence[str]) -> str:
+        body = {
+            "data": {
+                "type": "exports",
+                "attributes": {
+                    "resource_type": "customer_payment_sources",
+                    "format": "json",
+                    "filters": {"customer_id_in": list(group)},
+                },
+            }
+        }
+        answer = await self._client.request(
+            ApiRequest("POST", EXPORTS_PATH, body=body), self._client.attempts(), retry_ambiguous=True
+        )
+        verdict = answer.verdict
+        if isinstance(verdict, RowRejected):
+            text = f"{verdict.code} {verdict.detail}".lower()
+            if verdict.http_status in (413, 422) and ("too many" in text or "too long" in text):
+                raise _TooBig
+            raise _ExportFailed(f"{verdict.http_status} {verdict.code}: {verdict.detail}")
+        if not isinstance(verdict, Ok) or answer.response is None:
+            raise _ExportFailed("creating the export got no usable answer")
+        self.exports_created += 1
+        export_id = answer.response.body["data"]["id"]
+        for _ in range(EXPORT_POLLS_MAX):
+            body_ = await _get(self._client, ApiRequest("GET", f"{EXPORTS_PATH}/{export_id}"))
+            attributes = body_["data"]["attributes"]
+            status = attributes.get("status")
+            if status == "completed" and attributes.get("attachment_url"):
+                return str(attributes["attachment_url"])
+            if status in ("failed", "interrupted"):
+                raise _ExportFailed(f"export {export_id} ended {status}")
+            await self._sleep(self._poll_s)
+        raise _ExportFailed(f"export {export_id} did not complete")
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _ExportFailed(Exception):
+    pass
+
+
+class AttachmentFetcher:
+    """Downloads export files with a session of its own: the API's access token never goes there."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, url: str) -> tuple[int, bytes]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.get(url, allow_redirects=True) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _ExportFailed(f"downloading the export failed ({type(exc).__name__})") from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

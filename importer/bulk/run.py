@@ -1,0 +1,564 @@
+"""`dispatch_imports()`: settle every open row of a run through the Imports API, exactly once.
+
+    resume: imports this run started (journal) ─▶ look up by reference / poll ─▶ reconcile
+    open rows ─▶ pre-check (prepare.py: e-mails, duplicates, journal, wallets) ─▶ chunk buffer
+        ─▶ journal the import + its rows (pairings `sending`) ─▶ POST /api/imports
+        ─▶ poll (cacheable budget, own 429 gate) ─▶ read back ─▶ reconcile ─▶ journal
+    rows of interrupted imports that were not created ─▶ sent once more (skip_errors) ─▶ ...
+
+At most `imports.max_in_flight` imports are posted and not yet finished at any moment; chunks
+start as soon as `imports.chunk_size` checked rows are buffered, while later rows are still being
+checked. Same signature and stats contract as dispatcher.dispatch, so pipeline.py treats both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from importer.auth import AuthFailed, TokenProvider
+from importer.bulk.chunking import cut, halves
+from importer.bulk.readback import AttachmentFetcher, ExportReader, ListReader, Reader
+from importer.bulk.reconcile import Found, reconcile
+from importer.bulk.records import UNKNOWN, BulkJournal, ChunkRow, ImportRecord, chunk_row
+from importer.bulk.submit import Posted, Poller, Refused, Submitter, TooLarge, Unknown, import_body
+from importer.client import Abort, ApiClient
+from importer.config import CACHEABLE_PRESETS, Settings
+from importer.errors import RunAborted
+from importer.journal import Journal
+from importer.limits import Windows, WindowSpec
+from importer.models import Outcome, Pairing, RowStatus
+from importer.pacing import Pacer, PauseGate
+from importer.prepare import ChunkPreparer
+from importer.progress import RunProgress
+from importer.retry import Backoff
+from importer.stats import DispatchStats
+from importer.transport import AiohttpSender, Sender
+from importer.wallets import LookupFailed, WalletReader
+
+REFERENCE_ORIGIN = "importer"
+log = structlog.get_logger("importer")
+
+
+@dataclass(slots=True)
+class BulkStats(DispatchStats):
+    imports_posted: int = 0
+    imports_completed: int = 0
+    imports_interrupted: int = 0
+    imports_split: int = 0
+    imports_resumed: int = 0
+    lost_answers: int = 0
+    rows_resent: int = 0
+    rows_reconciled: int = 0
+    polls: int = 0
+    poll_pauses: int = 0
+    precheck_requests: int = 0
+    precheck_s: float = 0.0
+    readback: str = ""
+    readback_requests: int = 0
+    exports_created: int = 0
+    export_links_expired: int = 0
+    ids_read_back: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        out = DispatchStats.as_dict(self)
+        out["strategy"] = "imports"
+        share = self.precheck_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        out["imports"] = {
+            "posted": self.imports_posted,
+            "completed": self.imports_completed,
+            "interrupted": self.imports_interrupted,
+            "split_as_too_large": self.imports_split,
+            "resumed": self.imports_resumed,
+            "lost_answers": self.lost_answers,
+            "rows_resent": self.rows_resent,
+            "rows_reconciled": self.rows_reconciled,
+            "polls": self.polls,
+            "poll_pauses": self.poll_pauses,
+            "precheck_requests": self.precheck_requests,
+            "precheck_s": round(self.precheck_s, 3),
+            "precheck_share_of_run": round(share, 3),
+            "readback": self.readback,
+            "readback_requests": self.readback_requests,
+            "exports_created": self.exports_created,
+            "export_links_expired": self.export_links_expired,
+            "ids_read_back": self.ids_read_back,
+        }
+        return out
+
+
+class BulkRun:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        run_id: str,
+        target: str,
+        sender: Sender,
+        *,
+        max_rows: int | None,
+        fail_fast: bool,
+        stop: asyncio.Event,
+        progress: RunProgress,
+        stats: BulkStats,
+    ) -> None:
+        self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
+        self.max_rows, self.fail_fast, self.stop = max_rows, fail_fast, stop
+        self.progress, self.stats = progress, stats
+        self.imp = imp = settings.imports
+        rl, retry = settings.rate_limit, settings.retry
+        loop = asyncio.get_running_loop()
+        clock, self.sleep = loop.time, asyncio.sleep
+        self.backoff = Backoff(retry.base_delay_s, retry.max_delay_s, retry.max_attempts)
+        self.windows = Windows(
+            WindowSpec(
+                rl.burst_limit, rl.burst_window_s, rl.average_limit, rl.average_window_s, rl.safety_margin_s
+            )
+        )
+        self.gate = PauseGate(clock, self.sleep, on_pause=progress.on_pause, on_resume=progress.on_resume)
+        self.tokens = TokenProvider(sender, settings, stats, clock=clock, sleep=self.sleep, backoff=self.backoff)
+        self.client = ApiClient(
+            sender,
+            self.tokens,
+            Pacer(self.windows, self.gate, clock, self.sleep),
+            self.backoff,
+            stats,
+            slots=settings.concurrency,
+            pause_s=rl.burst_window_s,
+            sleep=self.sleep,
+        )
+        # Polling spends the cacheable-read budget (GET /api/imports is cacheable), through a gate
+        # of its own: a 429 while polling pauses polling, not the run's writes and reads.
+        cacheable = CACHEABLE_PRESETS[rl.preset]
+        self.poll_windows = Windows(
+            WindowSpec(
+                imp.cacheable_burst or cacheable["burst"],
+                rl.burst_window_s,
+                imp.cacheable_average or cacheable["average"],
+                rl.average_window_s,
+                rl.safety_margin_s,
+            )
+        )
+        self.poll_gate = PauseGate(clock, self.sleep, on_pause=self._poll_paused, on_resume=self._poll_resumed)
+        self.poll_client = ApiClient(
+            sender,
+            self.tokens,
+            Pacer(self.poll_windows, self.poll_gate, clock, self.sleep),
+            self.backoff,
+            stats,
+            slots=imp.max_in_flight + 1,
+            pause_s=rl.burst_window_s,
+            sleep=self.sleep,
+        )
+        reader = WalletReader(
+            self.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
+        )
+        self.preparer = ChunkPreparer(journal, run_id, target, reader, stats, dry_run=False)
+        self.submitter = Submitter(self.client, self.poll_client, self.backoff, self.sleep, imp.poll_interval_s)
+        self.poller = Poller(self.poll_client, self.sleep, imp.poll_interval_s)
+        self.lister = ListReader(self.client, batch=settings.lookups.wallet_batch)
+        self.fetcher = AttachmentFetcher(settings.timeouts.request_s)
+        self.exporter = ExportReader(
+            self.client,
+            self.fetcher,
+            self.lister,
+            max_records=imp.export_max_records,
+            poll_interval_s=imp.poll_interval_s,
+        )
+        self.bj = BulkJournal(journal)
+        self.chunk_size = imp.chunk_size
+        self.slots = asyncio.Semaphore(imp.max_in_flight)
+        self.in_flight = 0
+        self.processed: dict[str, int] = {}  # import id → processed + errors, for progress
+        self.tracks: set[asyncio.Task[None]] = set()
+        self.resend: list[ChunkRow] = []
+        self.settled_here: set[int] = set()  # rows settled by resumed imports in this process
+        self.halt = asyncio.Event()
+        self.abort: str | None = None
+        self.crash: Exception | None = None
+
+    # -- progress -------------------------------------------------------------------------------
+    def _poll_paused(self, pause_s: float) -> None:
+        self.stats.poll_pauses += 1
+        log.warning("imports.polling_paused", reason="429", pause_s=round(pause_s, 3))
+
+    def _poll_resumed(self, paused_s: float) -> None:
+        log.info("imports.polling_resumed", paused_s=round(paused_s, 3))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "imports_in_flight": self.in_flight,
+            "rows_processed": sum(self.processed.values()),
+            "rows_reconciled": self.stats.rows_reconciled,
+            "rows_settled": self.stats.rows_settled,
+            "total": self.progress.total,
+        }
+
+    async def ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.progress_interval_s)
+            log.info("imports.progress", **self.snapshot())
+
+    # -- outcomes -------------------------------------------------------------------------------
+    def _count(self, seq: int, outcome: Outcome) -> None:
+        self.stats.rows_settled += 1
+        self.stats.by_status[outcome.status.value] = self.stats.by_status.get(outcome.status.value, 0) + 1
+        self.progress.settled(seq, outcome)
+        if outcome.status is RowStatus.FAILED and self.fail_fast:
+            self.halt.set()
+
+    def settle_rows(self, items: list[tuple[ChunkRow, Outcome]]) -> None:
+        if not items:
+            return
+        self.bj.settle(self.run_id, self.target, items)
+        for row, outcome in items:
+            self.settled_here.add(row.seq)
+            self._count(row.seq, outcome)
+
+    def settle_prepared(self, items: list[tuple[int, Outcome]]) -> None:
+        if items:
+            self.journal.set_many_outcomes(self.run_id, items)
+            for seq, outcome in items:
+                self._count(seq, outcome)
+
+    def fail_rows(self, rows: list[ChunkRow], code: str, detail: str, http_status: int | None = None) -> None:
+        self.settle_rows(
+            [(r, Outcome(RowStatus.FAILED, None, r.customer_id, http_status, code, detail, 1)) for r in rows]
+        )
+
+    # -- sending --------------------------------------------------------------------------------
+    async def launch(self, rows: list[ChunkRow], attempt: int) -> None:
+        """Journal and POST one import, then track it in the background. Halves on "too large"."""
+        await self.slots.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+                self.slots.release()
+
+        self.in_flight += 1
+        try:
+            reference = self.bj.new_chunk(self.run_id, self.target, rows, attempt)
+            body = import_body(
+                reference, [r.input for r in rows], skip_errors=attempt > 0, origin=REFERENCE_ORIGIN
+            )
+            result = await self.submitter.post(reference, body)
+        except BaseException:
+            release()
+            raise
+        self.stats.lost_answers = self.submitter.lost_answers
+        if isinstance(result, Posted):
+            self.stats.imports_posted += 1
+            self.bj.set_posted(reference, result.import_id)
+            log.info("imports.posted", reference=reference, import_id=result.import_id, rows=len(rows))
+            self._spawn(self.track(reference, result.import_id, rows, attempt, release))
+            return
+        release()
+        if isinstance(result, TooLarge) and len(rows) > 1:
+            self.bj.set_state(reference, "split")
+            self.stats.imports_split += 1
+            first, second = halves(rows)
+            self.chunk_size = min(self.chunk_size, len(first))
+            log.warning(
+                "imports.chunk_halved",
+                reference=reference,
+                rows=len(rows),
+                now=len(first),
+                reason=result.detail,
+            )
+            await self.launch(first, attempt)
+            await self.launch(second, attempt)
+        elif isinstance(result, Unknown):
+            self.fail_rows(rows, UNKNOWN, result.detail)
+        else:
+            detail = result.detail if isinstance(result, TooLarge | Refused) else str(result)
+            code = result.code if isinstance(result, Refused) else "IMPORT_TOO_LARGE"
+            status = result.http_status if isinstance(result, Refused) else None
+            self.bj.set_state(reference, "refused")
+            self.fail_rows(rows, code, f"the import was refused: {detail}", status)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self.guarded(coro))
+        self.tracks.add(task)
+        task.add_done_callback(self.tracks.discard)
+
+    async def track(
+        self, reference: str, import_id: str, rows: list[ChunkRow], attempt: int, release: Any
+    ) -> None:
+        try:
+
+            def seen(attributes: dict[str, Any]) -> None:
+                done = attributes.get("processed_count", 0) + attributes.get("errors_count", 0)
+                self.processed[import_id] = int(done) if isinstance(done, int) else 0
+
+            attributes = await self.poller.wait(import_id, seen)
+        finally:
+            release()
+            self.stats.polls = self.poller.polls
+        status = attributes.get("status") if attributes else None
+        if status == "completed":
+            self.stats.imports_completed += 1
+        elif status == "interrupted":
+            self.stats.imports_interrupted += 1
+        summary = {
+            k: (attributes or {}).get(k) for k in ("status", "inputs_size", "processed_count", "errors_count")
+        }
+        log.info("imports.finished", reference=reference, import_id=import_id, **summary)
+        self.bj.set_state(reference, "processed", status=str(status), summary=summary)
+        await self.reconcile(reference, rows, attributes, attempt)
+
+    async def reconcile(
+        self, reference: str, rows: list[ChunkRow], attributes: dict[str, Any] | None, attempt: int
+    ) -> None:
+        may_resend = attempt == 0 and self.imp.resend_interrupted
+        clean = attributes is not None and attributes.get("status") == "completed"
+        clean = clean and attributes is not None and not attributes.get("errors_count")
+        if self.imp.readback == "none" and clean:
+            # Every row of a clean import was created; ids are not read back (the report says so).
+            self.stats.ids_read_back = False
+            self.settle_rows([(r, Outcome(RowStatus.CREATED, None, r.customer_id, attempts=1)) for r in rows])
+            self.stats.rows_reconciled += len(rows)
+            self.bj.set_state(reference, "reconciled")
+            return
+        customers = Counter(r.customer_id for r in rows)
+        use_export = self.imp.readback == "export" or (
+            self.imp.readback in ("auto", "none") and len(rows) > self.imp.export_above
+        )
+        reader: Reader = self.exporter if use_export else self.lister
+        self.stats.readback = "export" if use_export else "list"
+        before = self.stats.lookup_requests + self.stats.posts
+        try:
+            found: list[Found] = await reader.read(dict(customers))
+        except LookupFailed as exc:
+            detail = (
+                f"import {reference} ended {(attributes or {}).get('status')}, and reading back what it "
+                f"created failed ({exc.code}: {exc.detail}); the next run looks these rows up first"
+            )
+            self.fail_rows(rows, UNKNOWN, detail, exc.http_status)
+            return
+        finally:
+            self.stats.readback_requests += self.stats.lookup_requests + self.stats.posts - before
+            self.stats.exports_created = self.exporter.exports_created
+            self.stats.export_links_expired = self.exporter.links_expired
+        result = reconcile(reference, rows, found, attributes, may_resend=may_resend)
+        self.settle_rows(result.settled)
+        self.stats.rows_reconciled += len(result.settled)
+        if result.resend:
+            self.stats.rows_resent += len(result.resend)
+            log.info("imports.rows_to_resend", reference=reference, rows=len(result.resend))
+            self.resend.extend(result.resend)
+        self.bj.set_state(reference, "reconciled")
+
+    # -- the phases -----------------------------------------------------------------------------
+    async def resume(self) -> None:
+        """Imports a killed or stopped run had started: never posted again, polled and reconciled."""
+        for record in self.bj.unfinished(self.run_id):
+            if self.halt.is_set():
+                return
+            await self._resume_one(record)
+        await self.drain()
+
+    async def _resume_one(self, record: ImportRecord) -> None:
+        rows = self.bj.rows_of(record.reference)
+        import_id = record.import_id
+        if import_id is None:
+            try:
+                import_id = await self.submitter.find(record.reference)
+            except LookupFailed as exc:
+                raise Abort(
+                    f"could not look up import {record.reference} of the interrupted run ({exc.code}: "
+                    f"{exc.detail}); nothing was sent again; run again later"
+                ) from None
+            if import_id is None:
+                # Never landed: its rows are still open and go through the pre-check again.
+                self.bj.set_state(record.reference, "not_found")
+                log.info("imports.resume_not_found", reference=record.reference, rows=len(rows))
+                return
+            self.bj.set_posted(record.reference, import_id)
+        self.stats.imports_resumed += 1
+        log.info("imports.resumed", reference=record.reference, import_id=import_id, state=record.state)
+        if record.state == "processed":
+            attributes = await self.poller.wait(import_id, lambda _: None)
+            await self.reconcile(record.reference, rows, attributes, record.attempt)
+            return
+        await self.slots.acquire()
+        self.in_flight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+                self.slots.release()
+
+        self._spawn(self.track(record.reference, import_id, rows, record.attempt, release))
+
+    async def drain(self) -> None:
+        while self.tracks:
+            await asyncio.wait(set(self.tracks))
+
+    async def produce(self) -> None:
+        buffer: list[ChunkRow] = []
+        batch: list[tuple[int, Pairing]] = []
+        taken = 0
+
+        async def check(items: list[tuple[int, Pairing]]) -> bool:
+            nonlocal buffer, taken
+            started, requests = time.monotonic(), self.stats.lookup_requests
+            prepared = await self.preparer.prepare(items)
+            self.stats.precheck_s += time.monotonic() - started
+            self.stats.precheck_requests += self.stats.lookup_requests - requests
+            self.settle_prepared(prepared.settled)
+            for work in prepared.work:
+                if self.max_rows is not None and taken >= self.max_rows:
+                    return False
+                taken += 1
+                buffer.append(chunk_row(work.seq, work.pairing, work.customer_id, work.key))
+            while len(buffer) >= self.chunk_size and not self.halt.is_set():
+                chunk, buffer = buffer[: self.chunk_size], buffer[self.chunk_size :]
+                await self.launch(chunk, 0)
+            return not self.halt.is_set()
+
+        for item in self.journal.open_rows(self.run_id):
+            if item[0] in self.settled_here:
+                continue  # settled by a resumed import just now (a failed row waits for the next run)
+            batch.append(item)
+            if len(batch) >= self.settings.lookups.wallet_batch:
+                going = await check(batch)
+                batch = []
+                if not going:
+                    break
+        else:
+            if batch:
+                await check(batch)
+        while buffer and not self.halt.is_set():
+            chunk, buffer = buffer[: self.chunk_size], buffer[self.chunk_size :]
+            await self.launch(chunk, 0)
+
+    async def send_again(self) -> None:
+        while self.resend and not self.halt.is_set():
+            rows, self.resend = self.resend, []
+            for chunk in cut(rows, self.chunk_size):
+                if self.halt.is_set():
+                    break
+                await self.launch(chunk, 1)
+            await self.drain()
+
+    async def guarded(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except (Abort, AuthFailed) as exc:
+            self.abort = self.abort or str(exc)
+            self.halt.set()
+        except Exception as exc:
+            self.crash = self.crash or exc
+            self.halt.set()
+
+    async def main(self) -> None:
+        await self.resume()
+        if not self.halt.is_set():
+            await self.produce()
+        await self.drain()
+        await self.send_again()
+
+    async def run(self) -> None:
+        try:
+            await self.tokens.get()
+        except AuthFailed as exc:
+            self.abort = str(exc)
+            return
+        ticker = asyncio.create_task(self.ticker(), name="importer-imports-progress")
+        progress = asyncio.create_task(self.progress.ticker(), name="importer-progress")
+        main = asyncio.create_task(self.guarded(self.main()), name="importer-imports")
+        stop_watch = asyncio.create_task(self.stop.wait())
+        halt_watch = asyncio.create_task(self.halt.wait())
+        try:
+            await asyncio.wait({main, stop_watch, halt_watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not main.done():
+                # Stop: no new import; the running ones get the grace period to finish and be
+                # reconciled. Any left are in the journal: the next run polls them, never re-posts.
+                self.halt.set()
+                grace = 0.0 if self.abort else self.settings.timeouts.shutdown_grace_s
+                await asyncio.wait({main, *self.tracks}, timeout=grace)
+            for task in (main, *self.tracks):
+                task.cancel()
+            await asyncio.gather(main, *self.tracks, return_exceptions=True)
+        finally:
+            for helper in (ticker, progress, stop_watch, halt_watch):
+                helper.cancel()
+            await asyncio.gather(ticker, progress, stop_watch, halt_watch, return_exceptions=True)
+            await self.fetcher.aclose()
+            await self.gate.aclose()
+            await self.poll_gate.aclose()
+            self.stats.paused_s = self.gate.paused_s
+            self.stats.max_window_held = self.windows.max_held()
+        log.info("imports.done", **self.snapshot())
+        if self.crash is not None:
+            raise self.crash
+
+
+async def dispatch_imports(
+    settings: Settings,
+    journal: Journal,
+    run_id: str,
+    *,
+    target: str,
+    dry_run: bool,
+    max_rows: int | None,
+    fail_fast: bool,
+    stop: asyncio.Event,
+    total: int,
+    progress_bar: bool,
+    sender: Sender | None = None,
+) -> DispatchStats:
+    """Settle the run's open rows through the Imports API (dispatcher.dispatch's contract)."""
+    if dry_run:
+        raise ValueError("dry runs take the REST path (importer.bulk.select_dispatch)")
+    stats = BulkStats()
+    # Imports a killed run had started are found in the journal even when no row is open.
+    has_unfinished = bool(BulkJournal(journal).unfinished(run_id))
+    if total == 0 and not has_unfinished:
+        return stats
+    started = time.monotonic()
+    progress = RunProgress(total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic)
+    base = settings.commercelayer.base_url or target
+    own_sender = sender is None
+    http = sender or AiohttpSender(
+        base,
+        concurrency=settings.concurrency + settings.imports.max_in_flight + 1,
+        request_s=settings.timeouts.request_s,
+        connect_s=settings.timeouts.connect_s,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if own_sender:
+            assert isinstance(http, AiohttpSender)
+            await stack.enter_async_context(http)
+        stack.enter_context(progress)
+        run = BulkRun(
+            settings,
+            journal,
+            run_id,
+            target,
+            http,
+            max_rows=max_rows,
+            fail_fast=fail_fast,
+            stop=stop,
+            progress=progress,
+            stats=stats,
+        )
+        await run.run()
+    stats.elapsed_s = time.monotonic() - started
+    if run.abort is not None:
+        raise RunAborted(run.abort, stats=stats.as_dict())
+    return stats
