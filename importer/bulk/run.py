@@ -91,6 +91,11 @@ class BulkStats(DispatchStats):
             "export_links_expired": self.export_links_expired,
             "ids_read_back": self.ids_read_back,
         }
+        if not self.ids_read_back:
+            out["notice"] = (
+                "ids were not read back (--no-readback): rows of imports that completed without "
+                "errors are `created` with an empty customer_payment_source_id"
+            )
         return out
 
 
