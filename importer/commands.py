@@ -69,6 +69,12 @@ def finish(outcome: CommandResult) -> int:
             log.error("run.message", message=outcome.message, exit_code=outcome.exit_code)
         else:
             print(f"importer: {outcome.message}", file=sys.stderr)
+    notice = outcome.summary.get("notice")  # e.g. the imports strategy did not read back the ids
+    if notice:
+        if json_mode():
+            log.warning("run.notice", notice=notice)
+        else:
+            print(f"importer: {notice}", file=sys.stderr)
     return outcome.exit_code
 
 
