@@ -141,6 +141,7 @@ class Imports(_Strict):
     readback: Literal["auto", "list", "export", "none"] = "auto"
     export_above: int = Field(default=1_000, ge=0)
     export_max_records: int = Field(default=5_000, ge=1)
+    precheck_snapshot_max: int = Field(default=5_000, ge=0)
     resend_interrupted: bool = True
     cacheable_burst: int | None = Field(default=None, gt=0)
     cacheable_average: int | None = Field(default=None, gt=0)

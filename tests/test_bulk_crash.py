@@ -86,7 +86,9 @@ def test_kill_9_with_imports_in_flight_then_the_resume_polls_them_and_posts_none
         references = [i["reference"] for i in after]
         assert len(references) == len(set(references)), "an import was posted twice"
         assert {i["id"] for i in before} <= {i["id"] for i in after}
-        found_again = journal_query(journal, "SELECT import_id FROM bulk_imports WHERE reference=?", (first_ref,))
+        found_again = journal_query(
+            journal, "SELECT import_id FROM bulk_imports WHERE reference=?", (first_ref,)
+        )
         assert found_again == [(posted[first_ref],)]  # looked up by its reference
         assert sum(i["inputs_size"] for i in after) == rows  # no row went in two imports
         s = summary(tmp_path / "rep")

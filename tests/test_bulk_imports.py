@@ -52,21 +52,51 @@ def test_three_imports_the_last_partial_then_a_rerun_creates_nothing(tmp_path: P
         assert created_count(sb) == 250 and duplicates(sb) == 0
         assert first.summary["imports"]["posted"] == 3
         assert first.summary["imports"]["rows_reconciled"] == 250
+        # A first migration: the pre-check is one count read (no existing records, no export).
+        assert (first.summary["imports"]["precheck"], first.summary["imports"]["precheck_requests"]) == (
+            "one export",
+            1,
+        )
 
         again = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r2")
         assert again.exit_code == 0
         assert statuses(tmp_path / "r2") == {"already_exists": 250}
+        assert again.summary["imports"]["posted"] == 0
         assert len(imports_of(sb)) == 3 and created_count(sb) == 250
+
+
+def test_without_the_snapshot_the_precheck_reads_wallets_and_still_finds_existing(tmp_path: Path) -> None:
+    write_id_pairs(tmp_path / "in.csv", 150)
+    with sandbox_thread(customers=customers_for(150)) as sb:
+        settings = bulk_settings(sb, tmp_path, **{"imports.precheck_snapshot_max": 0})
+        first = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r1")
+        assert first.exit_code == 0 and first.summary["imports"]["precheck"] == "wallet reads"
+        assert first.summary["imports"]["precheck_requests"] >= 2  # one per 100 rows' customers
+        (tmp_path / "j2").mkdir()
+        fresh = bulk_settings(sb, tmp_path / "j2", **{"imports.precheck_snapshot_max": 0})
+        again = run_import(fresh, [tmp_path / "in.csv"], tmp_path / "r2")  # no journal: the API decides
+        assert statuses(tmp_path / "r2") == {"already_exists": 150}
+        assert again.summary["imports"]["posted"] == 0
+        (tmp_path / "j3").mkdir()
+        snapshot = run_import(bulk_settings(sb, tmp_path / "j3"), [tmp_path / "in.csv"], tmp_path / "r3")
+        assert statuses(tmp_path / "r3") == {"already_exists": 150}
+        assert snapshot.summary["imports"]["precheck"] == "one export"
+        assert snapshot.summary["imports"]["exports_created"] == 1
+        assert len(imports_of(sb)) == 2 and created_count(sb) == 150
 
 
 def test_readback_through_exports_gives_the_same_ids(tmp_path: Path) -> None:
     write_id_pairs(tmp_path / "in.csv", 250)
     with sandbox_thread(customers=customers_for(250), export_max_records=60) as sb:
-        settings = bulk_settings(sb, tmp_path, **{"imports.readback": "export", "imports.export_max_records": 60})
+        settings = bulk_settings(
+            sb, tmp_path, **{"imports.readback": "export", "imports.export_max_records": 60}
+        )
         result = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r")
         assert result.exit_code == 0 and statuses(tmp_path / "r") == {"created": 250}
         by_key = ids_by_key(sb)
-        assert sorted(r["customer_payment_source_id"] for r in results(tmp_path / "r")) == sorted(by_key.values())
+        assert sorted(r["customer_payment_source_id"] for r in results(tmp_path / "r")) == sorted(
+            by_key.values()
+        )
         assert result.summary["imports"]["readback"] == "export"
         # Groups are cut to stay under the cap: several exports, none refused for size.
         assert result.summary["imports"]["exports_created"] >= 250 // 48
@@ -136,9 +166,7 @@ def test_a_5xx_before_the_import_exists_is_looked_up_then_sent_again(tmp_path: P
 def test_429s_while_polling_pause_polling_and_the_run_goes_on(tmp_path: Path) -> None:
     write_id_pairs(tmp_path / "in.csv", 250)
     # The server allows 2 cacheable reads per endpoint window; the client is told far more.
-    with sandbox_thread(
-        customers=customers_for(250), cacheable_burst_test=2, import_rows_per_s=400.0
-    ) as sb:
+    with sandbox_thread(customers=customers_for(250), cacheable_burst_test=2, import_rows_per_s=400.0) as sb:
         settings = bulk_settings(
             sb, tmp_path, **{"imports.cacheable_burst": 1000, "imports.cacheable_average": 10000}
         )

@@ -75,7 +75,9 @@ def choose_strategy(configured: str, open_rows: int, threshold: int, *, dry_run:
     if configured == "imports":
         return Choice("imports", "strategy is imports")
     if open_rows >= threshold:
-        return Choice("imports", f"auto: {open_rows} rows to send, at or above imports.auto_threshold {threshold}")
+        return Choice(
+            "imports", f"auto: {open_rows} rows to send, at or above imports.auto_threshold {threshold}"
+        )
     return Choice("rest", f"auto: {open_rows} rows to send, below imports.auto_threshold {threshold}")
 
 

@@ -64,7 +64,9 @@ def found_in_list(body: Any) -> list[Found]:
     for record in data if isinstance(data, list) else []:
         if isinstance(record, dict) and isinstance(record.get("id"), str):
             attributes = record.get("attributes")
-            keys[record["id"]] = _metadata_key(attributes.get("metadata") if isinstance(attributes, dict) else None)
+            keys[record["id"]] = _metadata_key(
+                attributes.get("metadata") if isinstance(attributes, dict) else None
+            )
     return [Found(e.id, e.customer_id, e.source_refs, keys.get(e.id)) for e in wallet_entries(body)]
 
 
@@ -92,7 +94,9 @@ def found_in_export(records: Any) -> list[Found]:
         if record.get("payment_source_token"):
             refs.append(f"token:{record['payment_source_token']}")
         metadata = record.get("metadata")
-        out.append(Found(str(record["id"]), _related_id(record, "customer"), tuple(refs), _metadata_key(metadata)))
+        out.append(
+            Found(str(record["id"]), _related_id(record, "customer"), tuple(refs), _metadata_key(metadata))
+        )
     return out
 
 
@@ -140,6 +144,7 @@ class ExportReader:
         self._sleep = sleep
         self.exports_created = 0
         self.links_expired = 0
+        self.requests = 0  # API requests of exports (create + polls); downloads are not API calls
 
     def _groups(self, customers: dict[str, int]) -> list[list[str]]:
         groups: list[list[str]] = [[]]
@@ -165,12 +170,20 @@ class ExportReader:
                 else:
                     middle = len(group) // 2
                     pending.extend([group[:middle], group[middle:]])
-            except _ExportFailed as exc:
+            except ExportFailed as exc:
                 log.warning("imports.export_fallback", reason=str(exc), customers=len(group))
                 out.extend(await self._fallback.read({c: customers[c] for c in group}))
         return out
 
-    async def _export(self, group: Sequence[str]) -> list[Found]:
+    async def everything(self) -> list[Found]:
+        """Every customer_payment_source of the organization, in one export (the caller checked
+        the count fits). Raises ExportFailed."""
+        try:
+            return await self._export(None)
+        except _TooBig:
+            raise ExportFailed("the organization holds more records than one export may") from None
+
+    async def _export(self, group: Sequence[str] | None) -> list[Found]:
         for _ in range(EXPORT_LINK_RETRIES):
             url = await self._run_export(group)
             status, raw = await self._download(url)
@@ -178,22 +191,17 @@ class ExportReader:
                 try:
                     return found_in_export(parse_attachment(raw))
                 except (ValueError, OSError) as exc:
-                    raise _ExportFailed(f"the export file could not be read ({exc})") from None
+                    raise ExportFailed(f"the export file could not be read ({exc})") from None
             self.links_expired += 1
             log.info("imports.export_link_expired", http_status=status, action="creating a new export")
-        raise _ExportFailed(f"the export's link expired {EXPORT_LINK_RETRIES} times in a row")
+        raise ExportFailed(f"the export's link expired {EXPORT_LINK_RETRIES} times in a row")
 
-    async def _run_export(self, group: Sequence[str]) -> str:
-        body = {
-            "data": {
-                "type": "exports",
-                "attributes": {
-                    "resource_type": "customer_payment_sources",
-                    "format": "json",
-                    "filters": {"customer_id_in": list(group)},
-                },
-            }
-        }
+    async def _run_export(self, group: Sequence[str] | None) -> str:
+        attributes: dict[str, Any] = {"resource_type": "customer_payment_sources", "format": "json"}
+        if group is not None:
+            attributes["filters"] = {"customer_id_in": list(group)}
+        body = {"data": {"type": "exports", "attributes": attributes}}
+        self.requests += 1
         answer = await self._client.request(
             ApiRequest("POST", EXPORTS_PATH, body=body), self._client.attempts(), retry_ambiguous=True
         )
@@ -202,28 +210,29 @@ class ExportReader:
             text = f"{verdict.code} {verdict.detail}".lower()
             if verdict.http_status in (413, 422) and ("too many" in text or "too long" in text):
                 raise _TooBig
-            raise _ExportFailed(f"{verdict.http_status} {verdict.code}: {verdict.detail}")
+            raise ExportFailed(f"{verdict.http_status} {verdict.code}: {verdict.detail}")
         if not isinstance(verdict, Ok) or answer.response is None:
-            raise _ExportFailed("creating the export got no usable answer")
+            raise ExportFailed("creating the export got no usable answer")
         self.exports_created += 1
         export_id = answer.response.body["data"]["id"]
         for _ in range(EXPORT_POLLS_MAX):
+            self.requests += 1
             body_ = await _get(self._client, ApiRequest("GET", f"{EXPORTS_PATH}/{export_id}"))
             attributes = body_["data"]["attributes"]
             status = attributes.get("status")
             if status == "completed" and attributes.get("attachment_url"):
                 return str(attributes["attachment_url"])
             if status in ("failed", "interrupted"):
-                raise _ExportFailed(f"export {export_id} ended {status}")
+                raise ExportFailed(f"export {export_id} ended {status}")
             await self._sleep(self._poll_s)
-        raise _ExportFailed(f"export {export_id} did not complete")
+        raise ExportFailed(f"export {export_id} did not complete")
 
 
 class _TooBig(Exception):
     pass
 
 
-class _ExportFailed(Exception):
+class ExportFailed(Exception):
     pass
 
 
@@ -241,7 +250,7 @@ class AttachmentFetcher:
             async with self._session.get(url, allow_redirects=True) as resp:
                 return resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _ExportFailed(f"downloading the export failed ({type(exc).__name__})") from None
+            raise ExportFailed(f"downloading the export failed ({type(exc).__name__})") from None
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -197,5 +197,12 @@ class BulkJournal:
                 self._conn.execute(
                     "UPDATE pairings SET state=?, customer_payment_source_id=?, run_id=?, updated_at=?"
                     " WHERE target=? AND pairing_key=?",
-                    (outcome.status.value, outcome.customer_payment_source_id, run_id, now, target, row.pairing_key),
+                    (
+                        outcome.status.value,
+                        outcome.customer_payment_source_id,
+                        run_id,
+                        now,
+                        target,
+                        row.pairing_key,
+                    ),
                 )

@@ -25,10 +25,11 @@ import structlog
 
 from importer.auth import AuthFailed, TokenProvider
 from importer.bulk.chunking import cut, halves
+from importer.bulk.precheck import SnapshotWalletReader
 from importer.bulk.readback import AttachmentFetcher, ExportReader, ListReader, Reader
 from importer.bulk.reconcile import Found, reconcile
 from importer.bulk.records import UNKNOWN, BulkJournal, ChunkRow, ImportRecord, chunk_row
-from importer.bulk.submit import Posted, Poller, Refused, Submitter, TooLarge, Unknown, import_body
+from importer.bulk.submit import Poller, Posted, Refused, Submitter, TooLarge, Unknown, import_body
 from importer.client import Abort, ApiClient
 from importer.config import CACHEABLE_PRESETS, Settings
 from importer.errors import RunAborted
@@ -41,7 +42,7 @@ from importer.progress import RunProgress
 from importer.retry import Backoff
 from importer.stats import DispatchStats
 from importer.transport import AiohttpSender, Sender
-from importer.wallets import LookupFailed, WalletReader
+from importer.wallets import LookupFailed
 
 REFERENCE_ORIGIN = "importer"
 log = structlog.get_logger("importer")
@@ -61,6 +62,7 @@ class BulkStats(DispatchStats):
     poll_pauses: int = 0
     precheck_requests: int = 0
     precheck_s: float = 0.0
+    precheck: str = ""
     readback: str = ""
     readback_requests: int = 0
     exports_created: int = 0
@@ -82,6 +84,7 @@ class BulkStats(DispatchStats):
             "rows_reconciled": self.rows_reconciled,
             "polls": self.polls,
             "poll_pauses": self.poll_pauses,
+            "precheck": self.precheck,
             "precheck_requests": self.precheck_requests,
             "precheck_s": round(self.precheck_s, 3),
             "precheck_share_of_run": round(share, 3),
@@ -128,7 +131,9 @@ class BulkRun:
             )
         )
         self.gate = PauseGate(clock, self.sleep, on_pause=progress.on_pause, on_resume=progress.on_resume)
-        self.tokens = TokenProvider(sender, settings, stats, clock=clock, sleep=self.sleep, backoff=self.backoff)
+        self.tokens = TokenProvider(
+            sender, settings, stats, clock=clock, sleep=self.sleep, backoff=self.backoff
+        )
         self.client = ApiClient(
             sender,
             self.tokens,
@@ -151,7 +156,9 @@ class BulkRun:
                 rl.safety_margin_s,
             )
         )
-        self.poll_gate = PauseGate(clock, self.sleep, on_pause=self._poll_paused, on_resume=self._poll_resumed)
+        self.poll_gate = PauseGate(
+            clock, self.sleep, on_pause=self._poll_paused, on_resume=self._poll_resumed
+        )
         self.poll_client = ApiClient(
             sender,
             self.tokens,
@@ -162,11 +169,9 @@ class BulkRun:
             pause_s=rl.burst_window_s,
             sleep=self.sleep,
         )
-        reader = WalletReader(
-            self.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
+        self.submitter = Submitter(
+            self.client, self.poll_client, self.backoff, self.sleep, imp.poll_interval_s
         )
-        self.preparer = ChunkPreparer(journal, run_id, target, reader, stats, dry_run=False)
-        self.submitter = Submitter(self.client, self.poll_client, self.backoff, self.sleep, imp.poll_interval_s)
         self.poller = Poller(self.poll_client, self.sleep, imp.poll_interval_s)
         self.lister = ListReader(self.client, batch=settings.lookups.wallet_batch)
         self.fetcher = AttachmentFetcher(settings.timeouts.request_s)
@@ -177,6 +182,14 @@ class BulkRun:
             max_records=imp.export_max_records,
             poll_interval_s=imp.poll_interval_s,
         )
+        self.wallets = SnapshotWalletReader(
+            self.client,
+            self.exporter,
+            wallet_batch=settings.lookups.wallet_batch,
+            email_batch=settings.lookups.email_batch,
+            snapshot_max=imp.precheck_snapshot_max,
+        )
+        self.preparer = ChunkPreparer(journal, run_id, target, self.wallets, stats, dry_run=False)
         self.bj = BulkJournal(journal)
         self.chunk_size = imp.chunk_size
         self.slots = asyncio.Semaphore(imp.max_in_flight)
@@ -420,10 +433,11 @@ class BulkRun:
 
         async def check(items: list[tuple[int, Pairing]]) -> bool:
             nonlocal buffer, taken
-            started, requests = time.monotonic(), self.stats.lookup_requests
+            started = time.monotonic()
             prepared = await self.preparer.prepare(items)
             self.stats.precheck_s += time.monotonic() - started
-            self.stats.precheck_requests += self.stats.lookup_requests - requests
+            self.stats.precheck_requests = self.wallets.requests
+            self.stats.precheck = "wallet reads" if self.wallets.snapshot_records is None else "one export"
             self.settle_prepared(prepared.settled)
             for work in prepared.work:
                 if self.max_rows is not None and taken >= self.max_rows:
@@ -507,6 +521,9 @@ class BulkRun:
             await self.gate.aclose()
             await self.poll_gate.aclose()
             self.stats.paused_s = self.gate.paused_s
+            self.stats.exports_created = self.exporter.exports_created
+            self.stats.export_links_expired = self.exporter.links_expired
+            self.stats.precheck_requests = self.wallets.requests
             self.stats.max_window_held = self.windows.max_held()
         log.info("imports.done", **self.snapshot())
         if self.crash is not None:
@@ -536,7 +553,9 @@ async def dispatch_imports(
     if total == 0 and not has_unfinished:
         return stats
     started = time.monotonic()
-    progress = RunProgress(total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic)
+    progress = RunProgress(
+        total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic
+    )
     base = settings.commercelayer.base_url or target
     own_sender = sender is None
     http = sender or AiohttpSender(

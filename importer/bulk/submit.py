@@ -11,7 +11,6 @@ rate windows are the cacheable-read budget and whose 429 gate pauses polling onl
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +58,9 @@ class Unknown:
 PostResult = Posted | TooLarge | Refused | Unknown
 
 
-def import_body(reference: str, inputs: list[dict[str, Any]], *, skip_errors: bool, origin: str) -> dict[str, Any]:
+def import_body(
+    reference: str, inputs: list[dict[str, Any]], *, skip_errors: bool, origin: str
+) -> dict[str, Any]:
     return {
         "data": {
             "type": "imports",
@@ -82,7 +83,12 @@ def by_reference(reference: str) -> ApiRequest:
 
 class Submitter:
     def __init__(
-        self, client: ApiClient, poll_client: ApiClient, backoff: Backoff, sleep: Sleep, poll_interval_s: float
+        self,
+        client: ApiClient,
+        poll_client: ApiClient,
+        backoff: Backoff,
+        sleep: Sleep,
+        poll_interval_s: float,
     ) -> None:
         self._client = client
         self._backoff = backoff
@@ -118,7 +124,10 @@ class Submitter:
             if isinstance(verdict, RowRejected):
                 if is_too_large(verdict.http_status, verdict.code, verdict.detail):
                     return TooLarge(verdict.detail)
-                if is_queue_full(verdict.http_status, verdict.code, verdict.detail) and waits < QUEUE_FULL_WAITS:
+                if (
+                    is_queue_full(verdict.http_status, verdict.code, verdict.detail)
+                    and waits < QUEUE_FULL_WAITS
+                ):
                     waits += 1
                     await self._sleep(self._poll_s)
                     continue
@@ -139,7 +148,9 @@ class Submitter:
                 log.info("imports.lost_answer_not_found", reference=reference, action="sending again")
             if not attempts.may_retry():
                 return Refused(
-                    verdict.http_status, verdict.code, f"{verdict.detail} (gave up after {attempts.sent} attempts)"
+                    verdict.http_status,
+                    verdict.code,
+                    f"{verdict.detail} (gave up after {attempts.sent} attempts)",
                 )
             await self._sleep(self._backoff.delay(attempts.counted))
 
@@ -151,7 +162,9 @@ class Poller:
         self._poll_s = poll_interval_s
         self.polls = 0
 
-    async def wait(self, import_id: str, on_progress: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
+    async def wait(
+        self, import_id: str, on_progress: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any] | None:
         """The import's final attributes, or None when the server no longer knows it (404)."""
         request = ApiRequest("GET", f"{IMPORTS_PATH}/{import_id}")
         while True:
@@ -166,5 +179,7 @@ class Poller:
             elif isinstance(verdict, RowRejected) and verdict.http_status == 404:
                 return None
             else:
-                log.warning("imports.poll_failed", import_id=import_id, reason=getattr(verdict, "detail", None))
+                log.warning(
+                    "imports.poll_failed", import_id=import_id, reason=getattr(verdict, "detail", None)
+                )
             await self._sleep(self._poll_s)

@@ -86,7 +86,9 @@ async def create(request: web.Request) -> web.Response:
     if resource_type not in RESOURCE_TYPES:
         raise ApiError(422, [_attr_error("resource_type", "is not included in the list", "inclusion")])
     if (attrs.get("format") or "json") != "json":
-        raise ApiError(422, [_attr_error("format", "is not supported by the sandbox (json only)", "inclusion")])
+        raise ApiError(
+            422, [_attr_error("format", "is not supported by the sandbox (json only)", "inclusion")]
+        )
     ids = _matching(sb, attrs.get("filters"))
     limit = sb.settings.export_max_records
     if len(ids) > limit:

@@ -25,7 +25,14 @@ from importer.sandbox.persist import Record, SqliteState
 CPS = "customer_payment_sources"
 IMPORTS = "imports"
 EXPORTS = "exports"
-RESOURCE_TYPES: tuple[str, ...] = ("customers", "payment_methods", *PAYMENT_SOURCE_TYPES, CPS, IMPORTS, EXPORTS)
+RESOURCE_TYPES: tuple[str, ...] = (
+    "customers",
+    "payment_methods",
+    *PAYMENT_SOURCE_TYPES,
+    CPS,
+    IMPORTS,
+    EXPORTS,
+)
 CREATED_TYPES = (CPS, IMPORTS, EXPORTS)  # what the API creates; `reset` clears these and keeps the seed
 ID_ALPHABET = string.ascii_letters + string.digits
 _BYTE_TO_ALNUM = bytes(ord(ID_ALPHABET[b % len(ID_ALPHABET)]) for b in range(256))

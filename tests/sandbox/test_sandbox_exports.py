@@ -15,7 +15,9 @@ IMPORTS = "/api/imports"
 
 
 def export_body(**attributes: Any) -> dict[str, Any]:
-    return {"data": {"type": "exports", "attributes": {"resource_type": "customer_payment_sources", **attributes}}}
+    return {
+        "data": {"type": "exports", "attributes": {"resource_type": "customer_payment_sources", **attributes}}
+    }
 
 
 def import_body(inputs: Any, **attributes: Any) -> dict[str, Any]:
@@ -79,9 +81,12 @@ async def test_an_export_is_filtered_and_its_file_holds_flat_records() -> None:
 
 
 async def test_the_cap_unknown_filters_and_the_link_expiry() -> None:
-    async with running_sandbox(
-        customers=20, import_rows_per_s=5000.0, export_max_records=5, export_link_ttl_s=0.2
-    ) as handle, handle.client() as client:
+    async with (
+        running_sandbox(
+            customers=20, import_rows_per_s=5000.0, export_max_records=5, export_link_ttl_s=0.2
+        ) as handle,
+        handle.client() as client,
+    ):
         created = await client.post(IMPORTS, import_body(inputs(handle, 8)))
         await finished(client, f"{IMPORTS}/{created.body['data']['id']}")
         too_many = await client.post(EXPORTS, export_body())
