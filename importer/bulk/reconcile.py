@@ -79,13 +79,13 @@ def reconcile(
     *,
     may_resend: bool,
 ) -> Reconciled:
-    by_key: dict[tuple[str, str], str] = {}
+    by_key: dict[tuple[str, str], list[Found]] = {}
     by_pair: dict[str, Found] = {}
     for record in found:
         if record.customer_id is None:
             continue
         if record.importer_key:
-            by_key.setdefault((record.customer_id, record.importer_key), record.id)
+            by_key.setdefault((record.customer_id, record.importer_key), []).append(record)
         for ref in record.source_refs:
             by_pair.setdefault(f"id:{record.customer_id}|{ref}", record)
     status = str((attributes or {}).get("status") or "missing")
@@ -93,9 +93,9 @@ def reconcile(
     mapped, unmapped = map_errors((attributes or {}).get("errors_log"), rows)
     out = Reconciled()
     for position, row in enumerate(rows):
-        hit = by_key.get((row.customer_id, row.importer_key))
+        hit = _same_source(by_key.get((row.customer_id, row.importer_key), []), row)
         if hit is not None:
-            out.settled.append((row, Outcome(RowStatus.CREATED, hit, row.customer_id, attempts=1)))
+            out.settled.append((row, Outcome(RowStatus.CREATED, hit.id, row.customer_id, attempts=1)))
             continue
         pair = by_pair.get(row.pairing_key)
         if pair is not None:
@@ -119,6 +119,13 @@ def reconcile(
             )
             out.settled.append((row, _failed(row, "IMPORT_ROW_FAILED", detail)))
     return out
+
+
+def _same_source(candidates: list[Found], row: ChunkRow) -> Found | None:
+    """The first record with the row's key that also points at the row's payment source (a
+    row may bring its own importer_key, so the key alone is not proof)."""
+    source = row.pairing_key.split("|", 1)[1]
+    return next((r for r in candidates if not r.source_refs or source in r.source_refs), None)
 
 
 def _failed(row: ChunkRow, code: str, detail: str) -> Outcome:

@@ -1,0 +1,148 @@
+"""The pure parts of the imports strategy: inputs, names, strategy choice, errors_log, reconcile."""
+
+from __future__ import annotations
+
+from importer.bulk.chunking import (
+    choose_strategy,
+    chunk_reference,
+    cut,
+    halves,
+    import_input,
+    is_queue_full,
+    is_too_large,
+    rest_estimate_s,
+)
+from importer.bulk.readback import found_in_export, parse_attachment
+from importer.bulk.reconcile import Found, map_errors, reconcile
+from importer.bulk.records import ChunkRow, chunk_row
+from importer.models import Pairing, RowStatus
+from importer.planner import create_body, importer_key
+
+
+def _pairing(n: int, **extra: object) -> Pairing:
+    return Pairing(
+        customer_id=f"cus{n}",
+        customer_email=None,
+        payment_source_type="stripe_payments",
+        payment_source_id=f"src{n}",
+        reference=f"ref-{n}",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _rows(n: int) -> list[ChunkRow]:
+    return [chunk_row(i, p, f"cus{i}", p.key(f"cus{i}")) for i, p in ((i, _pairing(i)) for i in range(n))]
+
+
+def test_an_input_carries_relationship_ids_tokens_and_the_rest_bodys_metadata() -> None:
+    by_id = _pairing(1, payment_method_id="pm1", reference_origin="crm", metadata={"a": 1})
+    item = import_input(by_id, "cus1")
+    assert item == {
+        "customer_id": "cus1",
+        "payment_source_type": "stripe_payments",
+        "payment_source_id": "src1",
+        "payment_method_id": "pm1",
+        "reference": "ref-1",
+        "reference_origin": "crm",
+        "metadata": {"a": 1, "importer_key": importer_key(by_id, "cus1")},
+    }
+    # The same importer_key a REST create stamps: records match whichever strategy made them.
+    assert item["metadata"] == create_body(by_id, "cus1")["data"]["attributes"]["metadata"]
+    tokens = Pairing(
+        customer_id=None, customer_email="a@b.c", payment_source_token="pm_1", customer_token="cus_t"
+    )
+    item = import_input(tokens, "cus9")
+    assert (item["customer_id"], item["payment_source_token"], item["customer_token"]) == (
+        "cus9",
+        "pm_1",
+        "cus_t",
+    )
+    assert "payment_source_type" not in item
+
+
+def test_names_cuts_and_refusals() -> None:
+    assert chunk_reference("20261130T000000Z-abc123", 7) == "importer-20261130T000000Z-abc123-0007"
+    assert [len(c) for c in cut(list(range(25)), 10)] == [10, 10, 5]
+    assert tuple(map(len, halves(list(range(5))))) == (3, 2)
+    assert is_too_large(422, "VALIDATION_ERROR", "inputs - is too long (maximum is 10000 elements)")
+    assert is_too_large(413, "HTTP_413", "") and not is_too_large(422, "VALIDATION_ERROR", "must exist")
+    assert is_queue_full(422, "VALIDATION_ERROR", "base - has too many imports in progress (maximum is 10)")
+
+
+def test_auto_chooses_by_rows_and_says_why() -> None:
+    assert choose_strategy("auto", 1999, 2000, dry_run=False).strategy == "rest"
+    choice = choose_strategy("auto", 2000, 2000, dry_run=False)
+    assert choice.strategy == "imports" and "2000" in choice.reason
+    assert choose_strategy("imports", 1, 2000, dry_run=False).strategy == "imports"
+    assert choose_strategy("imports", 10**6, 2000, dry_run=True).strategy == "rest"
+    assert choose_strategy("rest", 10**6, 2000, dry_run=False).strategy == "rest"
+    assert rest_estimate_s(100_000, 200, 60.0) == 30_000.0  # 8.3 hours at live limits
+
+
+def test_errors_log_maps_by_index_reference_or_key_and_quotes_the_rest() -> None:
+    rows = _rows(4)
+    mapped, unmapped = map_errors(
+        {
+            "1": {"customer": ["must exist"]},
+            "ref-2": ["is invalid"],
+            rows[3].importer_key: {"payment_source": ["can't be blank"]},
+            "XYZ": {"name": ["has already been taken"]},
+        },
+        rows,
+    )
+    assert mapped == {1: "customer: must exist", 2: "is invalid", 3: "payment_source: can't be blank"}
+    assert unmapped == ["XYZ: name: has already been taken"]
+    assert map_errors({"9": ["out of range"]}, rows) == ({}, ["9: out of range"])
+    assert map_errors(None, rows) == ({}, [])
+
+
+def _found(row: ChunkRow, id_: str, key: str | None = "same") -> Found:
+    source = f"stripe_payments:{row.input['payment_source_id']}"
+    return Found(id_, row.customer_id, (source,), row.importer_key if key == "same" else key)
+
+
+def test_reconcile_created_failed_resent_and_already_existing() -> None:
+    rows = _rows(6)
+    found = [
+        _found(rows[0], "ID0"),
+        _found(rows[1], "ID1", key=None),  # metadata dropped: still the import's record
+        _found(rows[2], "ID2", key="someone-else"),
+        Found("OTHER", "cus3", ("stripe_payments:elsewhere",), rows[3].importer_key),  # other source
+    ]
+    attributes = {
+        "status": "interrupted",
+        "errors_count": 1,
+        "errors_log": {"4": {"customer": ["must exist"]}},
+    }
+    out = reconcile("imp-1", rows, found, attributes, may_resend=True)
+    by_seq = {row.seq: outcome for row, outcome in out.settled}
+    assert (by_seq[0].status, by_seq[0].customer_payment_source_id) == (RowStatus.CREATED, "ID0")
+    assert (by_seq[1].status, by_seq[1].customer_payment_source_id) == (RowStatus.CREATED, "ID1")
+    assert by_seq[2].status is RowStatus.ALREADY_EXISTS
+    assert by_seq[4].status is RowStatus.FAILED and by_seq[4].error_code == "IMPORT_ROW_ERROR"
+    assert "must exist" in (by_seq[4].error_detail or "")
+    # Row 3 (its key on a record of another source is not a match) and row 5 were not reached.
+    assert [r.seq for r in out.resend] == [3, 5]
+    final = reconcile(
+        "imp-2", rows[3:4], [], {"status": "completed", "errors_log": {"Q": ["x"]}}, may_resend=True
+    )
+    (only,) = final.settled
+    assert only[1].status is RowStatus.FAILED and "errors_log: Q: x" in (only[1].error_detail or "")
+    assert final.resend == []
+
+
+def test_export_files_flat_or_nested_and_gzipped() -> None:
+    import gzip
+    import json
+
+    flat = [
+        {"id": "A", "customer_id": "c1", "payment_source_type": "stripe_payments", "payment_source_id": "s1",
+         "metadata": {"importer_key": "k1"}},
+        {"id": "B", "customer": {"id": "c2"}, "payment_source": {"type": "adyen_payments", "id": "s2"},
+         "payment_source_token": "tok", "metadata": {}},
+    ]  # fmt: skip
+    found = found_in_export(parse_attachment(gzip.compress(json.dumps(flat).encode())))
+    assert found == [
+        Found("A", "c1", ("stripe_payments:s1",), "k1"),
+        Found("B", "c2", ("adyen_payments:s2", "token:tok"), None),
+    ]
