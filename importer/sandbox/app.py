@@ -182,8 +182,10 @@ def create_app(
     wall: Callable[[], float] = time.time,
 ) -> web.Application:
     """The sandbox as an aiohttp application (serve it with web.AppRunner, or `testing.running_sandbox`)."""
-    app = web.Application(middlewares=[gateway])
-    app[SANDBOX] = Sandbox(settings or SandboxSettings(), clock=clock, wall=wall)
+    settings = settings or SandboxSettings()
+    # aiohttp's default body limit (1 MiB) is less than an import of 10,000 inputs.
+    app = web.Application(middlewares=[gateway], client_max_size=settings.request_max_bytes)
+    app[SANDBOX] = Sandbox(settings, clock=clock, wall=wall)
     _routes(app)
     app[exports.ATTACHMENTS] = {}
     app[exports.BASES] = {}

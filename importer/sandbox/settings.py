@@ -90,6 +90,7 @@ class SandboxSettings:
     page_size_default: int = 10
     page_size_max: int = 25
     request_log_max: int = 200_000
+    request_max_bytes: int = 64 * 1024 * 1024
 
     # Rate limits (per client IP). `burst_limit`/`average_limit` override the uncacheable numbers
     # of the current env when set (handy in tests).
@@ -173,6 +174,7 @@ class SandboxSettings:
             "import_max_inputs",
             "max_running_imports",
             "token_limit",
+            "request_max_bytes",
             "export_max_records",
             "export_records_per_s",
             "export_link_ttl_s",
