@@ -143,6 +143,7 @@ class Imports(_Strict):
     export_max_records: int = Field(default=5_000, ge=1)
     precheck_snapshot_max: int = Field(default=5_000, ge=0)
     resend_interrupted: bool = True
+    stream_intake: bool = True
     cacheable_burst: int | None = Field(default=None, gt=0)
     cacheable_average: int | None = Field(default=None, gt=0)
     assumed_rows_per_s: float = Field(default=500.0, gt=0)

@@ -32,7 +32,7 @@ from importer.errors import (
     PreflightError,
     RunAborted,
 )
-from importer.intake import intake
+from importer.intake import IntakeCounts, intake
 from importer.journal import Journal
 from importer.loader import Loader
 from importer.models import SUCCESS_STATUSES, RowStatus
@@ -220,6 +220,7 @@ def _execute_with(
         resumed=resumed is not None,
     )
     log.debug("run.config", config=settings.public_dict())  # -vv: the default level shows no config
+    feed: Any = None  # a streaming intake (imports strategy), started below
     if resumed is not None:
         journal.reopen_run(run_id)
         # Re-read the files for their stats; rows come from the journal, as first read.
@@ -231,23 +232,17 @@ def _execute_with(
         if opts.command == "run" and not opts.dry_run and journal.abandon_partial_intakes():
             log.info("run.partial_intake_dropped", reason="a run was stopped while reading its input")
         journal.start_run(run_id, command=opts.command, target=target, inputs_fingerprint=fingerprint)
+        # The imports strategy reads the input while its first imports run (bulk/stream.py).
+        feed = start_streaming_intake(settings, opts, loader, run_id, defaults)
         try:
-            counts = intake(loader, journal, run_id, defaults)
+            counts = intake(loader, journal, run_id, defaults) if feed is None else None
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli.py turns it into the same)
             journal.finish_run(run_id, "interrupted")  # intake not done: never resumed, dropped later
             raise Interrupted(
                 "interrupted while reading the input; nothing was sent. Run the same command again"
             ) from None
-        journal.mark_intake_done(run_id)
-        warn_header_only(loader)
-        log.info(
-            "input.read",
-            rows=counts.rows_total,
-            valid=counts.valid,
-            invalid=counts.invalid,
-            duplicate_in_file=counts.duplicate_in_file,
-            rows_skipped_blank=loader.rows_skipped_blank,
-        )
+        if counts is not None:
+            _input_read(journal, run_id, counts, loader)
 
     stats: dict[str, Any] = {}
     message: str | None = None
@@ -297,6 +292,18 @@ def _execute_with(
         except RunAborted as exc:
             exit_code, state, message = EXIT_ABORTED, "aborted", str(exc)
             stats = dict(exc.stats)
+        if feed is not None:  # the rest of the input (re-raises an input error: exit 2)
+            read = feed.finish()
+            _input_read(journal, run_id, read, loader)
+            too_many = read.rows_total and read.invalid_ratio > settings.max_invalid_ratio
+            if exit_code is None and (stats.get("stream_stop") or too_many):
+                exit_code, state = EXIT_USAGE, "aborted"
+                message = str(stats.get("stream_stop") or "") or (
+                    f"{read.invalid} of {read.rows_total} rows are invalid ({read.invalid_ratio:.0%}), more "
+                    f"than max_invalid_ratio {settings.max_invalid_ratio:.0%}; imports started while the "
+                    "input was read (imports.stream_intake), so the valid rows read before were sent. "
+                    "Fix the rows listed in failures.csv"
+                )
         journal.mark_unsettled(
             run_id, RowStatus.NOT_ATTEMPTED, "not sent: " + _why_not_sent(state, opts, stats)
         )
@@ -352,6 +359,32 @@ def warn_header_only(loader: Loader) -> None:
                 sheets=[s for s in info.sheets if s],
                 detail=f"{info.path} has a header but no data rows; is it the right file?",
             )
+
+
+def _input_read(journal: Journal, run_id: str, counts: IntakeCounts, loader: Loader) -> None:
+    journal.mark_intake_done(run_id)
+    warn_header_only(loader)
+    log.info(
+        "input.read",
+        rows=counts.rows_total,
+        valid=counts.valid,
+        invalid=counts.invalid,
+        duplicate_in_file=counts.duplicate_in_file,
+        rows_skipped_blank=loader.rows_skipped_blank,
+    )
+
+
+def start_streaming_intake(
+    settings: Settings, opts: RunOptions, loader: Loader, run_id: str, defaults: Defaults
+) -> Any:
+    """An `IntakeFeed` for `run --strategy imports` (not dry, `imports.stream_intake`), else None."""
+    if opts.command != "run" or opts.dry_run or settings.strategy != "imports":
+        return None
+    if not settings.imports.stream_intake:
+        return None
+    from importer.bulk.stream import IntakeFeed
+
+    return IntakeFeed.start(settings.journal.path, loader, run_id, defaults)
 
 
 def require_credentials(settings: Settings) -> None:

@@ -217,3 +217,27 @@ def test_no_readback_says_plainly_that_ids_were_not_read_back(tmp_path: Path) ->
         assert result.summary["imports"]["ids_read_back"] is False
         assert "not read back" in result.summary["notice"]
         assert result.summary["imports"]["readback_requests"] == 0
+
+
+def test_imports_start_while_the_input_is_still_being_read(tmp_path: Path) -> None:
+    write_id_pairs(tmp_path / "in.csv", 3000)
+    with sandbox_thread(customers=customers_for(3000), import_rows_per_s=20000.0) as sb:
+        result = run_import(bulk_settings(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "r")
+        assert result.exit_code == 0 and statuses(tmp_path / "r") == {"created": 3000}
+        assert result.summary["imports"]["posted_while_reading"] >= 1
+        assert result.summary["rows_total"] == 3000
+        assert created_count(sb) == 3000 and duplicates(sb) == 0
+
+
+def test_a_streamed_input_over_the_invalid_ratio_exits_2_and_sends_nothing_twice(tmp_path: Path) -> None:
+    write_id_pairs(tmp_path / "in.csv", 1000)
+    with open(tmp_path / "in.csv", "a", encoding="utf-8") as fh:
+        fh.writelines(f"cus{i},stripe_payments,\n" for i in range(3000))  # no payment_source_id: invalid
+    with sandbox_thread(customers=customers_for(1000), import_rows_per_s=20000.0) as sb:
+        result = run_import(bulk_settings(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "r")
+        assert result.exit_code == 2
+        assert "max_invalid_ratio" in (result.message or "")
+        counts = statuses(tmp_path / "r")
+        assert counts["invalid"] == 3000
+        assert counts.get("created", 0) + counts.get("not_attempted", 0) == 1000
+        assert created_count(sb) == counts.get("created", 0) and duplicates(sb) == 0

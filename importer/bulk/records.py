@@ -91,7 +91,9 @@ class BulkJournal:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        self._conn.execute("BEGIN")
+        # IMMEDIATE: the write lock is taken (waiting up to busy_timeout) before the first read,
+        # so a streaming intake committing meanwhile cannot make the upgrade fail (WAL snapshot).
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
@@ -153,6 +155,28 @@ class BulkJournal:
             (run_id, *UNFINISHED),
         ).fetchall()
         return [ImportRecord(*r) for r in rows]
+
+    def unfinished_elsewhere(self, run_id: str, target: str) -> list[ImportRecord]:
+        """Unfinished imports of earlier runs against the same API (a run abandoned while it was
+        still reading its input, say): waited for before any pre-check, so their records are seen."""
+        marks = ",".join("?" * len(UNFINISHED))
+        rows = self._conn.execute(
+            "SELECT b.reference, b.run_id, b.chunk_no, b.attempt, b.rows, b.state, b.import_id"
+            " FROM bulk_imports b JOIN runs r ON r.run_id=b.run_id"
+            f" WHERE b.run_id<>? AND r.target=? AND b.state IN ({marks}) ORDER BY b.reference",
+            (run_id, target, *UNFINISHED),
+        ).fetchall()
+        return [ImportRecord(*r) for r in rows]
+
+    def open_rows_after(self, run_id: str, last_seq: int, limit: int = 500) -> list[tuple[int, Pairing]]:
+        """Open rows after `last_seq`, as committed now (the streaming intake adds more)."""
+        page = self._conn.execute(
+            "SELECT seq, pairing_json FROM rows WHERE run_id=? AND seq>? AND pairing_json IS NOT NULL"
+            " AND status NOT IN ('created','already_exists','invalid','duplicate_in_file')"
+            " ORDER BY seq LIMIT ?",
+            (run_id, last_seq, limit),
+        ).fetchall()
+        return [(seq, Pairing.from_json(pj)) for seq, pj in page]
 
     def imports_of(self, run_id: str) -> list[ImportRecord]:
         rows = self._conn.execute(

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from importer.bulk.precheck import SnapshotWalletReader
 from importer.bulk.readback import AttachmentFetcher, ExportReader, ListReader, Reader
 from importer.bulk.reconcile import Found, reconcile
 from importer.bulk.records import UNKNOWN, BulkJournal, ChunkRow, ImportRecord, chunk_row
+from importer.bulk.stream import FEEDS
 from importer.bulk.submit import Poller, Posted, Refused, Submitter, TooLarge, Unknown, import_body
 from importer.client import Abort, ApiClient
 from importer.config import CACHEABLE_PRESETS, Settings
@@ -45,6 +46,7 @@ from importer.transport import AiohttpSender, Sender
 from importer.wallets import LookupFailed
 
 REFERENCE_ORIGIN = "importer"
+STREAM_WAIT_S = 0.02  # a streaming intake's next batch is polled for this often
 log = structlog.get_logger("importer")
 
 
@@ -68,6 +70,8 @@ class BulkStats(DispatchStats):
     exports_created: int = 0
     export_links_expired: int = 0
     ids_read_back: bool = True
+    posted_while_reading: int = 0
+    stream_stop: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = DispatchStats.as_dict(self)
@@ -93,7 +97,10 @@ class BulkStats(DispatchStats):
             "exports_created": self.exports_created,
             "export_links_expired": self.export_links_expired,
             "ids_read_back": self.ids_read_back,
+            "posted_while_reading": self.posted_while_reading,
         }
+        if self.stream_stop:
+            out["stream_stop"] = self.stream_stop
         if not self.ids_read_back:
             out["notice"] = (
                 "ids were not read back (--no-readback): rows of imports that completed without "
@@ -198,6 +205,8 @@ class BulkRun:
         self.tracks: set[asyncio.Task[None]] = set()
         self.resend: list[ChunkRow] = []
         self.settled_here: set[int] = set()  # rows settled by resumed imports in this process
+        self.feed = FEEDS.get(run_id)
+        self.stream_stop: str | None = None
         self.halt = asyncio.Event()
         self.abort: str | None = None
         self.crash: Exception | None = None
@@ -254,6 +263,12 @@ class BulkRun:
     # -- sending --------------------------------------------------------------------------------
     async def launch(self, rows: list[ChunkRow], attempt: int) -> None:
         """Journal and POST one import, then track it in the background. Halves on "too large"."""
+        if self._too_many_invalid():
+            log.warning("imports.stopped_posting", reason=self.stream_stop)
+            self.halt.set()
+            return
+        if self.feed is not None and not self.feed.done.is_set():
+            self.stats.posted_while_reading += 1
         await self.slots.acquire()
         released = False
 
@@ -378,8 +393,29 @@ class BulkRun:
         self.bj.set_state(reference, "reconciled")
 
     # -- the phases -----------------------------------------------------------------------------
+    async def wait_for_orphans(self) -> None:
+        """Imports earlier runs left unfinished: wait for them to end (their rows are gone from
+        the journal, their pairings are `sending`), so the pre-check sees what they created."""
+        for record in self.bj.unfinished_elsewhere(self.run_id, self.target):
+            import_id = record.import_id
+            if import_id is None:
+                try:
+                    import_id = await self.submitter.find(record.reference)
+                except LookupFailed as exc:
+                    raise Abort(
+                        f"could not look up import {record.reference} of an earlier run ({exc.code}: "
+                        f"{exc.detail}); nothing was sent; run again later"
+                    ) from None
+            if import_id is not None:
+                log.info(
+                    "imports.waiting_for_earlier_import", reference=record.reference, import_id=import_id
+                )
+                await self.poller.wait(import_id, lambda _: None)
+            self.bj.set_state(record.reference, "orphaned")
+
     async def resume(self) -> None:
         """Imports a killed or stopped run had started: never posted again, polled and reconciled."""
+        await self.wait_for_orphans()
         for record in self.bj.unfinished(self.run_id):
             if self.halt.is_set():
                 return
@@ -449,7 +485,8 @@ class BulkRun:
                 await self.launch(chunk, 0)
             return not self.halt.is_set()
 
-        for item in self.journal.open_rows(self.run_id):
+        going = True
+        async for item in self._open_rows():
             if item[0] in self.settled_here:
                 continue  # settled by a resumed import just now (a failed row waits for the next run)
             batch.append(item)
@@ -458,12 +495,45 @@ class BulkRun:
                 batch = []
                 if not going:
                     break
-        else:
-            if batch:
-                await check(batch)
+        if going and batch:
+            await check(batch)
         while buffer and not self.halt.is_set():
             chunk, buffer = buffer[: self.chunk_size], buffer[self.chunk_size :]
             await self.launch(chunk, 0)
+
+    async def _open_rows(self) -> AsyncIterator[tuple[int, Pairing]]:
+        """The run's open rows in input order; with a streaming intake, waits for more rows until
+        the whole input is read."""
+        last = -1
+        while not self.halt.is_set():
+            reading = self.feed is not None and not self.feed.done.is_set()  # before the read
+            page = self.bj.open_rows_after(self.run_id, last)
+            for item in page:
+                yield item
+            if page:
+                last = page[-1][0]
+                continue
+            if not reading:
+                return
+            await asyncio.sleep(STREAM_WAIT_S)
+
+    def _too_many_invalid(self) -> bool:
+        """With a streaming intake, the invalid-row check before each import (rows read so far)."""
+        if self.feed is None:
+            return False
+        if self.feed.error is not None:
+            self.stream_stop = "reading the input failed; no further import was posted"
+            return True
+        counts = self.journal.count_rows(self.run_id)
+        read = sum(counts.values())
+        invalid = counts.get(RowStatus.INVALID.value, 0)
+        if read and invalid / read > self.settings.max_invalid_ratio:
+            self.stream_stop = (
+                f"{invalid} of the first {read} rows are invalid, more than max_invalid_ratio "
+                f"{self.settings.max_invalid_ratio:.0%}; no further import was posted"
+            )
+            return True
+        return False
 
     async def send_again(self) -> None:
         while self.resend and not self.halt.is_set():
@@ -549,7 +619,7 @@ async def dispatch_imports(
         raise ValueError("dry runs take the REST path (importer.bulk.select_dispatch)")
     stats = BulkStats()
     # Imports a killed run had started are found in the journal even when no row is open.
-    has_unfinished = bool(BulkJournal(journal).unfinished(run_id))
+    has_unfinished = bool(BulkJournal(journal).unfinished(run_id)) or run_id in FEEDS
     if total == 0 and not has_unfinished:
         return stats
     started = time.monotonic()
@@ -582,6 +652,7 @@ async def dispatch_imports(
             stats=stats,
         )
         await run.run()
+    stats.stream_stop = run.stream_stop
     stats.elapsed_s = time.monotonic() - started
     if run.abort is not None:
         raise RunAborted(run.abort, stats=stats.as_dict())
