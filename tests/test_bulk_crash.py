@@ -100,3 +100,43 @@ def test_kill_9_with_imports_in_flight_then_the_resume_polls_them_and_posts_none
         assert sb.stats()["duplicates"]["count"] == 0
         runs = journal_query(journal, "SELECT run_id, state FROM runs")
         assert runs is not None and len(runs) == 1 and runs[0][1] == "finished"
+
+
+@pytest.mark.slow
+def test_sigterm_with_imports_in_flight_exits_130_and_the_rerun_finishes_them(tmp_path: Path) -> None:
+    rows = 200
+    keys = write_id_pairs(tmp_path / "in.csv", rows)
+    journal = tmp_path / "journal.sqlite"
+    args = words(f"--time-scale 0.05 --set import_rows_per_s=20 --customers {customers_for(rows)}")
+    with SandboxProc(*args, log_dir=tmp_path) as sb:
+        config = write_config(
+            tmp_path / "config.yaml",
+            api_of(sb),
+            journal,
+            rate_limit=rate_limit_for(0.05, 25, 100),
+            strategy="imports",
+            imports={"chunk_size": 50, "poll_interval_s": 0.05},
+            timeouts={"shutdown_grace_s": 0.2},
+        )
+        argv = run_argv([tmp_path / "in.csv"], config, tmp_path / "rep")
+        with importer_proc(argv, tmp_path, "first") as first:
+            wait_for(
+                lambda: _running_imports(journal) >= 2 or first.proc.poll() is not None,
+                60,
+                "two imports posted",
+            )
+            first.signal(signal.SIGTERM)
+            assert first.wait(30) == 130, first.err[-2000:]
+        stopped = Counter(r["status"] for r in results(tmp_path / "rep"))
+        assert stopped["not_attempted"] > 0  # rows of imports still processing on the server
+        before = sb.records("imports")
+        sb.set_faults(import_rows_per_s=5000)
+        again = cli(run_argv([tmp_path / "in.csv"], config, tmp_path / "rep"))
+        assert again.code == 0, again.err[-3000:]
+        after = sb.records("imports")
+        references = [i["reference"] for i in after]
+        assert len(references) == len(set(references)) and sum(i["inputs_size"] for i in after) == rows
+        assert {i["id"] for i in before} <= {i["id"] for i in after}
+        assert Counter(r["status"] for r in results(tmp_path / "rep")) == {"created": rows}
+        assert sorted(record_key(r) for r in sb.records()) == sorted(keys)
+        assert sb.stats()["duplicates"]["count"] == 0
