@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -205,6 +205,7 @@ class BulkRun:
         self.tracks: set[asyncio.Task[None]] = set()
         self.resend: list[ChunkRow] = []
         self.settled_here: set[int] = set()  # rows settled by resumed imports in this process
+        self.resuming = False
         self.feed = FEEDS.get(run_id)
         self.stream_stop: str | None = None
         self.halt = asyncio.Event()
@@ -246,7 +247,8 @@ class BulkRun:
             return
         self.bj.settle(self.run_id, self.target, items)
         for row, outcome in items:
-            self.settled_here.add(row.seq)
+            if self.resuming:
+                self.settled_here.add(row.seq)
             self._count(row.seq, outcome)
 
     def settle_prepared(self, items: list[tuple[int, Outcome]]) -> None:
@@ -291,6 +293,8 @@ class BulkRun:
             raise
         self.stats.lost_answers = self.submitter.lost_answers
         if isinstance(result, Posted):
+            # The inputs are no longer needed: an import of 10,000 keeps only what reconcile uses.
+            rows = [replace(r, input={}) for r in rows]
             self.stats.imports_posted += 1
             self.bj.set_posted(reference, result.import_id)
             log.info("imports.posted", reference=reference, import_id=result.import_id, rows=len(rows))
@@ -389,7 +393,9 @@ class BulkRun:
         if result.resend:
             self.stats.rows_resent += len(result.resend)
             log.info("imports.rows_to_resend", reference=reference, rows=len(result.resend))
-            self.resend.extend(result.resend)
+            # Rebuilt from the journal: the inputs were dropped from memory once posted.
+            sent = {row.seq: row for row in self.bj.rows_of(reference)}
+            self.resend.extend(sent[row.seq] for row in result.resend)
         self.bj.set_state(reference, "reconciled")
 
     # -- the phases -----------------------------------------------------------------------------
@@ -416,11 +422,15 @@ class BulkRun:
     async def resume(self) -> None:
         """Imports a killed or stopped run had started: never posted again, polled and reconciled."""
         await self.wait_for_orphans()
-        for record in self.bj.unfinished(self.run_id):
-            if self.halt.is_set():
-                return
-            await self._resume_one(record)
-        await self.drain()
+        self.resuming = True
+        try:
+            for record in self.bj.unfinished(self.run_id):
+                if self.halt.is_set():
+                    return
+                await self._resume_one(record)
+            await self.drain()
+        finally:
+            self.resuming = False
 
     async def _resume_one(self, record: ImportRecord) -> None:
         rows = self.bj.rows_of(record.reference)
