@@ -1,9 +1,10 @@
 """Pass one of every command: read, validate and de-duplicate all rows into the journal.
 
 Nothing is sent until every row has been read and checked, so a wrong file (too many invalid
-rows) stops before the first request and never half-imports. (The imports strategy may stream
-instead: importer/bulk/stream.py runs this on a thread while its first imports are posted.) Rows go to the journal in
+rows) stops before the first request and never half-imports. Rows go to the journal in
 batches, which keeps memory flat however long the file is and gives the report its input order.
+(The imports strategy may stream instead: importer/bulk/stream.py runs this on a thread while
+its first imports are posted.)
 """
 
 from __future__ import annotations
