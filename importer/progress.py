@@ -45,6 +45,7 @@ class RunProgress:
         self.paused = False
         self._window_until = 0.0
         self._pause_until = 0.0
+        self.detail = ""  # e.g. the imports strategy's "3 imports in flight, …" (set_detail)
         self._bar: Progress | None = None
         self._task: Any = None
         if bar:
@@ -113,7 +114,7 @@ class RunProgress:
         left = self._window_until - self._clock()
         if left > 0.05:
             return f"waiting for a rate window, {left:.1f} s left"
-        return ""
+        return self.detail
 
     def on_pause(self, pause_s: float) -> None:
         self.paused = True
@@ -137,6 +138,10 @@ class RunProgress:
             rate=self.rate,
             note=self.note(),
         )
+
+    def set_detail(self, text: str) -> None:
+        self.detail = text
+        self._refresh()
 
     def snapshot(self) -> dict[str, Any]:
         return {

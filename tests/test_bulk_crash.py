@@ -3,6 +3,7 @@ then the same command again: it polls the imports it had started and never posts
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 from collections import Counter
@@ -34,6 +35,16 @@ def _running_imports(journal: Path) -> int:
     return int(found[0][0]) if found else 0
 
 
+def _in_flight_shown(log: str) -> bool:
+    """An `imports.progress` event showing imports in flight, rows processed and reconciled."""
+    for line in log.splitlines():
+        if '"imports.progress"' in line:
+            event = json.loads(line)
+            if event["imports_in_flight"] >= 1 and {"rows_processed", "rows_reconciled"} <= set(event):
+                return True
+    return False
+
+
 @pytest.mark.slow
 def test_kill_9_with_imports_in_flight_then_the_resume_polls_them_and_posts_none_again(
     tmp_path: Path,
@@ -54,9 +65,10 @@ def test_kill_9_with_imports_in_flight_then_the_resume_polls_them_and_posts_none
         argv = run_argv([tmp_path / "in.csv"], config, tmp_path / "rep")
         with importer_proc(argv, tmp_path, "first") as first:
             wait_for(
-                lambda: _running_imports(journal) >= 2 or first.proc.poll() is not None,
+                lambda: (_running_imports(journal) >= 2 and _in_flight_shown(first.err))
+                or first.proc.poll() is not None,
                 60,
-                "two imports posted",
+                "two imports posted and the progress showing them",
             )
             assert first.proc.poll() is None, f"the run ended before the kill: {first.err[-2000:]}"
             first.signal(signal.SIGKILL)

@@ -230,9 +230,18 @@ class BulkRun:
         }
 
     async def ticker(self) -> None:
+        """`imports.progress` every progress interval; the bar's note twice a second."""
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.settings.progress_interval_s)
-            log.info("imports.progress", **self.snapshot())
+            await asyncio.sleep(min(0.5, self.settings.progress_interval_s))
+            now = self.snapshot()
+            self.progress.set_detail(
+                f"{now['imports_in_flight']} imports in flight, {now['rows_processed']} processed, "
+                f"{now['rows_reconciled']} reconciled"
+            )
+            if time.monotonic() - last >= self.settings.progress_interval_s:
+                last = time.monotonic()
+                log.info("imports.progress", **now)
 
     # -- outcomes -------------------------------------------------------------------------------
     def _count(self, seq: int, outcome: Outcome) -> None:
