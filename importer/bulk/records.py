@@ -56,7 +56,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChunkRow:
     seq: int
     customer_id: str
@@ -200,33 +200,31 @@ class BulkJournal:
         """Row outcomes and pairing states of a reconciled import, in one transaction."""
         now = _now()
         with self._tx():
-            for row, outcome in items:
-                self._conn.execute(
-                    "UPDATE rows SET status=?, customer_payment_source_id=?, customer_id=?, http_status=?,"
-                    " error_code=?, error_detail=?, attempts=attempts+? WHERE run_id=? AND seq=?",
+            self._conn.executemany(
+                "UPDATE rows SET status=?, customer_payment_source_id=?, customer_id=?, http_status=?,"
+                " error_code=?, error_detail=?, attempts=attempts+? WHERE run_id=? AND seq=?",
+                [
                     (
-                        outcome.status.value,
-                        outcome.customer_payment_source_id,
-                        outcome.customer_id,
-                        outcome.http_status,
-                        outcome.error_code,
-                        outcome.error_detail,
-                        outcome.attempts,
+                        o.status.value,
+                        o.customer_payment_source_id,
+                        o.customer_id,
+                        o.http_status,
+                        o.error_code,
+                        o.error_detail,
+                        o.attempts,
                         run_id,
                         row.seq,
-                    ),
-                )
-                if outcome.error_code == UNKNOWN:
-                    continue  # the pairing stays `sending`: the next run looks it up first
-                self._conn.execute(
-                    "UPDATE pairings SET state=?, customer_payment_source_id=?, run_id=?, updated_at=?"
-                    " WHERE target=? AND pairing_key=?",
-                    (
-                        outcome.status.value,
-                        outcome.customer_payment_source_id,
-                        run_id,
-                        now,
-                        target,
-                        row.pairing_key,
-                    ),
-                )
+                    )
+                    for row, o in items
+                ],
+            )
+            self._conn.executemany(
+                "UPDATE pairings SET state=?, customer_payment_source_id=?, run_id=?, updated_at=?"
+                " WHERE target=? AND pairing_key=?",
+                [
+                    (o.status.value, o.customer_payment_source_id, run_id, now, target, row.pairing_key)
+                    for row, o in items
+                    # Unknown: the pairing stays `sending`, the next run looks it up first.
+                    if o.error_code != UNKNOWN
+                ],
+            )

@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -303,7 +303,8 @@ class BulkRun:
         self.stats.lost_answers = self.submitter.lost_answers
         if isinstance(result, Posted):
             # The inputs are no longer needed: an import of 10,000 keeps only what reconcile uses.
-            rows = [replace(r, input={}) for r in rows]
+            for row in rows:
+                row.input = {}
             self.stats.imports_posted += 1
             self.bj.set_posted(reference, result.import_id)
             log.info("imports.posted", reference=reference, import_id=result.import_id, rows=len(rows))
