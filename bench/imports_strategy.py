@@ -157,9 +157,10 @@ def main() -> int:
     for r in results:
         print(
             f"| {r['rate']:,.0f} | {r['exit']} | {r['created']:,} | {r['imports']} | {r['wall_s']:.1f} | "
-            f"{r['head_s']:.1f} | {r['last_import_done_s']:.1f} | {r['tail_s']:.1f} | {r['dispatch_s']:.1f} | "
-            f"{r['bound_s']:.1f} | {r['efficiency']:.2f} | {r['efficiency_dispatch']:.2f} | {r['cpu_s']:.1f} | "
-            f"{r['cpu_ms_per_row']:.3f} | {r['sandbox_cpu_s']:.1f} | {r['requests']} |"
+            f"{r['head_s']:.1f} | {r['last_import_done_s']:.1f} | {r['tail_s']:.1f} | "
+            f"{r['dispatch_s']:.1f} | {r['bound_s']:.1f} | {r['efficiency']:.2f} | "
+            f"{r['efficiency_dispatch']:.2f} | {r['cpu_s']:.1f} | {r['cpu_ms_per_row']:.3f} | "
+            f"{r['sandbox_cpu_s']:.1f} | {r['requests']} |"
         )
     print(
         f"\nREST lower bound for the same rows at live write limits: {rest_s:,.0f} s "
