@@ -534,6 +534,8 @@ class BulkRun:
                 last = page[-1][0]
                 continue
             if not reading:
+                if self.feed is not None:  # the whole input is read now: the real total
+                    self.progress.total = self.stats.rows_settled + self.journal.count_open(self.run_id)
                 return
             await asyncio.sleep(STREAM_WAIT_S)
 
