@@ -65,8 +65,10 @@ def test_kill_9_with_imports_in_flight_then_the_resume_polls_them_and_posts_none
         argv = run_argv([tmp_path / "in.csv"], config, tmp_path / "rep")
         with importer_proc(argv, tmp_path, "first") as first:
             wait_for(
-                lambda: (_running_imports(journal) >= 2 and _in_flight_shown(first.err))
-                or first.proc.poll() is not None,
+                lambda: (
+                    (_running_imports(journal) >= 2 and _in_flight_shown(first.err))
+                    or first.proc.poll() is not None
+                ),
                 60,
                 "two imports posted and the progress showing them",
             )

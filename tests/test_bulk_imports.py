@@ -241,3 +241,33 @@ def test_a_streamed_input_over_the_invalid_ratio_exits_2_and_sends_nothing_twice
         assert counts["invalid"] == 3000
         assert counts.get("created", 0) + counts.get("not_attempted", 0) == 1000
         assert created_count(sb) == counts.get("created", 0) and duplicates(sb) == 0
+
+
+def test_unmappable_errors_log_keys_do_not_matter_for_reconciliation(tmp_path: Path) -> None:
+    write_id_pairs(tmp_path / "in.csv", 100)
+    lines = (tmp_path / "in.csv").read_text().splitlines()
+    bad = set(range(20, 32))  # 12 % of the chunk
+    for i in bad:
+        lines[i + 1] = ",".join(["XXXXXXXXXX", *lines[i + 1].split(",")[1:]])
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    with sandbox_thread(customers=customers_for(100), import_errors_log_keys="opaque") as sb:
+        result = run_import(bulk_settings(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "r")
+        assert result.exit_code == 1
+        rows = results(tmp_path / "r")
+        for i, row in enumerate(rows):
+            if i in bad:
+                assert row["status"] == "failed" and row["error_code"] == "IMPORT_ROW_FAILED"
+                assert "errors_log:" in row["error_detail"] and "must exist" in row["error_detail"]
+            else:
+                assert row["status"] == "created" and row["customer_payment_source_id"]
+        assert created_count(sb) == 88 and duplicates(sb) == 0
+
+
+def test_max_rows_caps_the_rows_sent_through_imports(tmp_path: Path) -> None:
+    write_id_pairs(tmp_path / "in.csv", 250)
+    with sandbox_thread(customers=customers_for(250)) as sb:
+        result = run_import(bulk_settings(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "r", max_rows=120)
+        assert result.exit_code == 1  # not_attempted rows, as with REST
+        assert statuses(tmp_path / "r") == {"created": 120, "not_attempted": 130}
+        assert [i["inputs_size"] for i in imports_of(sb)] == [100, 20]
+        assert created_count(sb) == 120

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -163,6 +164,13 @@ class ImportWorker:
         for record in sorted((table.rows[i] for i in ids), key=lambda r: (r["created_at"], r["id"])):
             self._advance(record, dt)
 
+    def _log_key(self, import_id: str, index: int) -> str:
+        """The input's 0-based index, or (`import_errors_log_keys: opaque`) a key a client
+        cannot map back to an input: the real key form is unconfirmed."""
+        if self.sb.settings.import_errors_log_keys == "opaque":
+            return hashlib.sha256(f"{import_id}:{index}".encode()).hexdigest()[:12]
+        return str(index)
+
     def _advance(self, record: dict[str, Any], dt: float) -> None:
         store, settings = self.sb.store, self.sb.settings
         changes: dict[str, Any] = {}
@@ -184,7 +192,7 @@ class ImportWorker:
             if row_errors or given is None:
                 if errors_log is record["errors_log"]:
                     errors_log = dict(errors_log)  # copy on write: rendered records stay as they were
-                errors_log[str(done)] = row_errors
+                errors_log[self._log_key(record["id"], done)] = row_errors
                 failed += 1
             else:
                 store.create(CPS, build(store, given))

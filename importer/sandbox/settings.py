@@ -24,6 +24,7 @@ ERROR_5XX_SCOPES = ("create", "api")
 COMMIT_THEN_FAIL_MODES = ("502", "drop", "mixed")
 RETRY_AFTER_FORMATS = ("seconds", "http-date")
 LIST_ORDERS = ("oldest_first", "newest_first")
+ERRORS_LOG_KEYS = ("index", "opaque")  # how errors_log names a failed input (UNCONFIRMED)
 
 # Keys that `POST /_sandbox/faults` and `--fault KEY=VALUE` may change (plus `storm_s` at runtime).
 FAULT_KEYS = (
@@ -119,6 +120,7 @@ class SandboxSettings:
     import_max_inputs: int = 10_000
     max_running_imports: int = 10
     import_error_threshold: float = 0.1
+    import_errors_log_keys: str = "index"
 
     # Exports API (customer_payment_sources only).
     export_max_records: int = 5_000
@@ -153,6 +155,11 @@ class SandboxSettings:
 
     def __post_init__(self) -> None:
         _check(self.env in ENVS, "env", f"must be one of {', '.join(ENVS)}")
+        _check(
+            self.import_errors_log_keys in ERRORS_LOG_KEYS,
+            "import_errors_log_keys",
+            f"must be one of {', '.join(ERRORS_LOG_KEYS)}",
+        )
         _check(self.error_5xx_scope in ERROR_5XX_SCOPES, "error_5xx_scope", "must be 'create' or 'api'")
         _check(
             self.commit_then_fail_mode in COMMIT_THEN_FAIL_MODES,
