@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from importer.bulk.chunking import (
     choose_strategy,
     chunk_reference,
@@ -146,3 +148,37 @@ def test_export_files_flat_or_nested_and_gzipped() -> None:
         Found("A", "c1", ("stripe_payments:s1",), "k1"),
         Found("B", "c2", ("adyen_payments:s2", "token:tok"), None),
     ]
+
+
+def test_the_strategy_choice_is_logged_and_a_long_rest_run_names_imports(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from importer.bulk import select_dispatch
+    from importer.bulk.run import dispatch_imports
+    from importer.config import load_settings
+    from importer.dispatcher import dispatch
+    from importer.journal import Journal
+
+    journal = Journal.open(tmp_path / "j.sqlite")
+    try:
+        rest, _ = load_settings(None, overrides={"rate_limit.preset": "live"}, env={})
+        with capture_logs() as logs:
+            assert select_dispatch(rest, journal, "run-1", 10_000, dry_run=False) is dispatch
+        (choice,) = [e for e in logs if e["event"] == "run.strategy"]
+        assert (choice["strategy"], choice["rows"]) == ("rest", 10_000)
+        assert "default" in choice["reason"] and choice["rest_estimate_s"] == 3000.0
+        (long,) = [e for e in logs if e["event"] == "run.long"]
+        assert "50 minutes over REST" in long["message"] and "--strategy imports" in long["message"]
+
+        auto, _ = load_settings(None, overrides={"strategy": "auto"}, env={})
+        with capture_logs() as logs:
+            assert select_dispatch(auto, journal, "run-2", 2_000, dry_run=False) is dispatch_imports
+            assert select_dispatch(auto, journal, "run-3", 1_999, dry_run=False) is dispatch
+            assert select_dispatch(auto, journal, "run-4", 5_000, dry_run=True) is dispatch
+        reasons = [e["reason"] for e in logs if e["event"] == "run.strategy"]
+        assert "at or above imports.auto_threshold 2000" in reasons[0]
+        assert "below imports.auto_threshold 2000" in reasons[1]
+        assert "dry run" in reasons[2]
+        assert not [e for e in logs if e["event"] == "run.long"]  # 1,999 rows at test limits: 20 min
+    finally:
+        journal.close()
