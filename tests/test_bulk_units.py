@@ -182,3 +182,40 @@ def test_the_strategy_choice_is_logged_and_a_long_rest_run_names_imports(tmp_pat
         assert not [e for e in logs if e["event"] == "run.long"]  # 1,999 rows at test limits: 20 min
     finally:
         journal.close()
+
+
+def test_the_batched_journal_answers_as_the_journal_does(tmp_path: Path) -> None:
+    from importer.bulk.batched import BatchedJournal
+    from importer.journal import Journal
+    from importer.models import Outcome
+
+    journal = Journal.open(tmp_path / "j.sqlite")
+    try:
+        journal.start_run("r", command="run", target="t", inputs_fingerprint="f")
+        pairings = [_pairing(i) for i in range(6)]
+        rows = [
+            (i, "in.csv", "", i + 2, "{}", p.key(), p.to_json(), "pending", None, None)
+            for i, p in enumerate(pairings)
+        ]
+        journal.add_rows("r", rows)
+        # An e-mail row (seq 6) that resolved to row 4's pairing, and row 5 known as created.
+        email = Pairing(customer_id=None, customer_email="a@b.c", payment_source_type="stripe_payments",
+                        payment_source_id="src4")  # fmt: skip
+        journal.add_rows(
+            "r", [(6, "in.csv", "", 8, "{}", email.key(), email.to_json(), "pending", None, None)]
+        )
+        journal.set_resolved_key("r", 1, pairings[4].key("cus4"))
+        journal.mark_pairing("t", pairings[5].key(), "r0", Outcome(RowStatus.CREATED, "CPS5", "cus5"))
+        batched = BatchedJournal(journal)
+        chunk = [(i, p) for i, p in enumerate(pairings)]
+        batched.preload("r", "t", chunk)
+        for seq, p in chunk:
+            key = p.key()
+            assert batched.earlier_row_with_key("r", key, seq) == journal.earlier_row_with_key("r", key, seq)
+            assert batched.pairing_state("t", key) == journal.pairing_state("t", key)
+        assert batched.earlier_row_with_key("r", pairings[4].key(), 4) == ("in.csv", "", 3)  # via row 1
+        assert batched.pairing_state("t", pairings[5].key()) is not None
+        batched.preload("r", "t", [(6, email)])  # an e-mail row: asked row by row
+        assert batched.earlier_row_with_key("r", pairings[4].key(), 6) == ("in.csv", "", 3)
+    finally:
+        journal.close()

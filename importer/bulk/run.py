@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from importer.auth import AuthFailed, TokenProvider
+from importer.bulk.batched import BatchedJournal
 from importer.bulk.chunking import cut, halves
 from importer.bulk.precheck import SnapshotWalletReader
 from importer.bulk.readback import AttachmentFetcher, ExportReader, ListReader, Reader
@@ -196,7 +197,8 @@ class BulkRun:
             email_batch=settings.lookups.email_batch,
             snapshot_max=imp.precheck_snapshot_max,
         )
-        self.preparer = ChunkPreparer(journal, run_id, target, self.wallets, stats, dry_run=False)
+        self.batched = BatchedJournal(journal)
+        self.preparer = ChunkPreparer(self.batched, run_id, target, self.wallets, stats, dry_run=False)
         self.bj = BulkJournal(journal)
         self.chunk_size = imp.chunk_size
         self.slots = asyncio.Semaphore(imp.max_in_flight)
@@ -490,7 +492,11 @@ class BulkRun:
         async def check(items: list[tuple[int, Pairing]]) -> bool:
             nonlocal buffer, taken
             started = time.monotonic()
-            prepared = await self.preparer.prepare(items)
+            self.batched.preload(self.run_id, self.target, items)
+            try:
+                prepared = await self.preparer.prepare(items)
+            finally:
+                self.batched.preload(self.run_id, self.target, [])  # nothing cached between chunks
             self.stats.precheck_s += time.monotonic() - started
             self.stats.precheck_requests = self.wallets.requests
             self.stats.precheck = "wallet reads" if self.wallets.snapshot_records is None else "one export"
