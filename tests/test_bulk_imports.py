@@ -6,6 +6,8 @@ Sizes are scaled down from the issue's (25,000 rows in 3 imports becomes 250 row
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,14 @@ from typing import Any
 from e2e_helpers import customers_for, write_id_pairs
 from run_helpers import created_count, duplicates, results, run_import, sandbox_thread, settings_for, statuses
 
+from importer.bulk.records import BulkJournal, chunk_row
+from importer.bulk.submit import import_body
+from importer.journal import Journal
+from importer.models import Pairing
 from importer.planner import IMPORTER_KEY
 from importer.sandbox.store import CPS, IMPORTS
 from importer.sandbox.testing import SandboxThread
+from importer.transport import JSONAPI
 
 FAST = {"imports.poll_interval_s": 0.05, "imports.chunk_size": 100}
 
@@ -271,3 +278,48 @@ def test_max_rows_caps_the_rows_sent_through_imports(tmp_path: Path) -> None:
         assert statuses(tmp_path / "r") == {"created": 120, "not_attempted": 130}
         assert [i["inputs_size"] for i in imports_of(sb)] == [100, 20]
         assert created_count(sb) == 120
+
+
+def _post_import(sb: SandboxThread, body: dict[str, Any]) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    grant = {"grant_type": "client_credentials", "client_id": sb.client_id, "client_secret": sb.client_secret}
+    req = urllib.request.Request(sb.auth_url, data=json.dumps(grant).encode(), method="POST")
+    req.add_header("Content-Type", "application/json")
+    with opener.open(req, timeout=30) as response:
+        token = json.loads(response.read())["access_token"]
+    req = urllib.request.Request(f"{sb.base_url}/api/imports", data=json.dumps(body).encode(), method="POST")
+    for name, value in (("Authorization", f"Bearer {token}"), ("Accept", JSONAPI), ("Content-Type", JSONAPI)):
+        req.add_header(name, value)
+    with opener.open(req, timeout=30) as response:
+        return int(response.status)
+
+
+def test_an_import_left_by_a_run_abandoned_mid_intake_is_waited_for_not_duplicated(tmp_path: Path) -> None:
+    keys = write_id_pairs(tmp_path / "in.csv", 60)
+    with sandbox_thread(customers=customers_for(60), import_rows_per_s=30.0) as sb:
+        settings = bulk_settings(sb, tmp_path)
+        # A run killed while it was still reading its input, after it had posted one import
+        # whose answer it never got: the journal has the import as `posting`, no rows.
+        journal = Journal.open(settings.journal.path)
+        journal.start_run("OLD", command="run", target=sb.base_url, inputs_fingerprint="another-input")
+        rows = []
+        for seq, line in enumerate((tmp_path / "in.csv").read_text().splitlines()[1:]):
+            customer, type_, source = line.split(",")
+            pairing = Pairing(customer_id=customer, customer_email=None, payment_source_type=type_,
+                              payment_source_id=source)  # fmt: skip
+            rows.append(chunk_row(seq, pairing, customer, pairing.key(customer)))
+        reference = BulkJournal(journal).new_chunk("OLD", sb.base_url, rows, 0)
+        journal.close()
+        body = import_body(reference, [r.input for r in rows], skip_errors=False, origin="importer")
+        assert _post_import(sb, body) == 201
+        assert imports_of(sb)[0]["status"] in ("pending", "in_progress")
+
+        result = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r")
+        assert result.exit_code == 0
+        assert statuses(tmp_path / "r") == {"already_exists": 60}  # made by the earlier run's import
+        assert len(imports_of(sb)) == 1 and imports_of(sb)[0]["status"] == "completed"
+        assert created_count(sb) == 60 and duplicates(sb) == 0
+        assert sorted(r["customer_payment_source_id"] for r in results(tmp_path / "r")) == sorted(
+            ids_by_key(sb).values()
+        )
+        assert len(keys) == 60
