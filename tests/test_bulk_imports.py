@@ -323,3 +323,19 @@ def test_an_import_left_by_a_run_abandoned_mid_intake_is_waited_for_not_duplicat
             ids_by_key(sb).values()
         )
         assert len(keys) == 60
+
+
+def test_the_samples_with_e_mail_rows_give_the_same_result_through_imports_and_rest(tmp_path: Path) -> None:
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    outcomes: dict[str, dict[str, int]] = {}
+    for strategy in ("rest", "imports"):
+        with sandbox_thread(customers=50, seed=42) as sb:
+            (tmp_path / strategy).mkdir()
+            settings = settings_for(sb, tmp_path / strategy, strategy=strategy, **FAST)
+            run_import(settings, [samples], tmp_path / strategy / "r")
+            outcomes[strategy] = statuses(tmp_path / strategy / "r")
+            assert duplicates(sb) == 0
+            if strategy == "imports":
+                assert len(imports_of(sb)) >= 1
+    assert outcomes["imports"] == outcomes["rest"]
+    assert outcomes["imports"].get("created", 0) > 0
