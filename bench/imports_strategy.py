@@ -38,7 +38,7 @@ from _common import SandboxProcess, machine
 from importer.sandbox.seed import generate
 from importer.sandbox.settings import DEMO_SEED
 
-CHUNK, IN_FLIGHT = 10_000, 10
+IN_FLIGHT = 10
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -59,14 +59,14 @@ def write_rows(path: Path, rows: int) -> int:
     return len(data.customers)
 
 
-def bound_s(rows: int, rate: float, export_rate: float) -> float:
-    chunks = [min(CHUNK, rows - i) for i in range(0, rows, CHUNK)]
+def bound_s(rows: int, rate: float, export_rate: float, chunk: int) -> float:
+    chunks = [min(chunk, rows - i) for i in range(0, rows, chunk)]
     rounds = [chunks[i : i + IN_FLIGHT] for i in range(0, len(chunks), IN_FLIGHT)]
     processing = sum(max(r) / rate for r in rounds)
     return processing + max(chunks) / export_rate
 
 
-def one(rows: int, rate: float, tmp: Path, customers: int) -> dict[str, Any]:
+def one(rows: int, rate: float, tmp: Path, customers: int, chunk: int) -> dict[str, Any]:
     export_rate = 5000.0
     args = [
         "--env", "live", "--customers", str(customers), "--set", f"import_rows_per_s={rate}",
@@ -86,6 +86,7 @@ def one(rows: int, rate: float, tmp: Path, customers: int) -> dict[str, Any]:
                     "rate_limit": {"preset": "live"},
                     "journal": {"path": str(tmp / f"journal-{rate:g}.sqlite")},
                     "strategy": "imports",
+                    "imports": {"chunk_size": chunk},
                 }
             ),
             encoding="utf-8",
@@ -107,7 +108,7 @@ def one(rows: int, rate: float, tmp: Path, customers: int) -> dict[str, Any]:
     first_import = min(_iso(i["created_at"]) for i in imports) - started_wall
     last_done = max(_iso(i["completed_at"]) for i in imports if i["completed_at"]) - started_wall
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    bound = bound_s(rows, rate, export_rate)
+    bound = bound_s(rows, rate, export_rate, chunk)
     return {
         "rate": rate,
         "exit": code,
@@ -137,6 +138,7 @@ def main() -> int:
     )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rates", type=float, nargs="+", default=[500.0, 5000.0])
+    parser.add_argument("--chunk-size", type=int, default=10_000, help="imports.chunk_size (default 10,000)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -146,8 +148,8 @@ def main() -> int:
         tmp = Path(d)
         customers = write_rows(tmp / "in.csv", args.rows)
         for rate in args.rates:
-            results.append(one(args.rows, rate, tmp, customers))
-    print(f"\n{args.rows:,} rows, live preset, chunks of {CHUNK:,}, {IN_FLIGHT} in flight")
+            results.append(one(args.rows, rate, tmp, customers, args.chunk_size))
+    print(f"\n{args.rows:,} rows, live preset, chunks of {args.chunk_size:,}, {IN_FLIGHT} in flight")
     print(
         "| server rows/s per import | exit | created | imports | wall s | head s | last import done s "
         "| start-up + report s | dispatch s | bound s | bound/wall | bound/dispatch | importer CPU s "
