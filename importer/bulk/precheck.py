@@ -53,6 +53,7 @@ class SnapshotWalletReader(WalletReader):
         self._tried = False
         self.snapshot_records: int | None = None
         self.requests = 0  # what the pre-check cost, for the summary
+        self.export_requests = 0  # of which through the exporter (shared with the read-back)
 
     async def _get(self, request: ApiRequest) -> object:
         self.requests += 1
@@ -75,9 +76,11 @@ class SnapshotWalletReader(WalletReader):
             found = await self._exporter.everything() if count else []
         except (ExportFailed, LookupFailed) as exc:
             self.requests += self._exporter.requests - before
+            self.export_requests += self._exporter.requests - before
             log.warning("imports.precheck_snapshot_failed", reason=str(exc), action="per-chunk wallet reads")
             return
         self.requests += self._exporter.requests - before
+        self.export_requests += self._exporter.requests - before
         by_customer: dict[str, dict[str, str]] = {}
         for record in found:
             if record.customer_id is None:

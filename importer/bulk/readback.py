@@ -104,13 +104,16 @@ class ListReader:
     def __init__(self, client: ApiClient, *, batch: int) -> None:
         self._client = client
         self._batch = batch
+        self.requests = 0
 
     async def read(self, customers: dict[str, int]) -> list[Found]:
         out: list[Found] = []
         for group in batches(sorted(customers), self._batch):
+            self.requests += 1
             first = await _get(self._client, wallet_by_customers(group, 1))
             out.extend(found_in_list(first))
             for number in range(2, min(page_count(first), MAX_PAGES) + 1):
+                self.requests += 1
                 out.extend(found_in_list(await _get(self._client, wallet_by_customers(group, number))))
         return out
 

@@ -214,6 +214,12 @@ class BulkRun:
             [(r, Outcome(RowStatus.FAILED, None, r.customer_id, http_status, code, detail, 1)) for r in rows]
         )
 
+    def _readback_counts(self) -> None:
+        """Read-back requests: the list reader's and the exporter's, less the pre-check's export."""
+        self.stats.readback_requests = (
+            self.lister.requests + self.exporter.requests - self.wallets.export_requests
+        )
+
     # -- sending --------------------------------------------------------------------------------
     async def launch(self, rows: list[ChunkRow], attempt: int) -> None:
         """Journal and POST one import, then track it in the background. Halves on "too large"."""
@@ -326,7 +332,6 @@ class BulkRun:
         )
         reader: Reader = self.exporter if use_export else self.lister
         self.stats.readback = "export" if use_export else "list"
-        before = self.stats.lookup_requests + self.stats.posts
         try:
             found: list[Found] = await reader.read(dict(customers))
         except LookupFailed as exc:
@@ -337,7 +342,7 @@ class BulkRun:
             self.fail_rows(rows, UNKNOWN, detail, exc.http_status)
             return
         finally:
-            self.stats.readback_requests += self.stats.lookup_requests + self.stats.posts - before
+            self._readback_counts()
             self.stats.exports_created = self.exporter.exports_created
             self.stats.export_links_expired = self.exporter.links_expired
         result = reconcile(reference, rows, found, attributes, may_resend=may_resend)
@@ -440,6 +445,7 @@ class BulkRun:
                 self.batched.preload(self.run_id, self.target, [])  # nothing cached between chunks
             self.stats.precheck_s += time.monotonic() - started
             self.stats.precheck_requests = self.wallets.requests
+            self._readback_counts()
             self.stats.precheck = "wallet reads" if self.wallets.snapshot_records is None else "one export"
             self.settle_prepared(prepared.settled)
             for work in prepared.work:
@@ -563,6 +569,7 @@ class BulkRun:
             self.stats.exports_created = self.exporter.exports_created
             self.stats.export_links_expired = self.exporter.links_expired
             self.stats.precheck_requests = self.wallets.requests
+            self._readback_counts()
             self.stats.max_window_held = self.windows.max_held()
         log.info("imports.done", **self.snapshot())
         if self.crash is not None:
