@@ -112,7 +112,7 @@ def test_readback_through_exports_gives_the_same_ids(tmp_path: Path) -> None:
 
 def test_an_expired_export_link_gets_a_new_export_then_falls_back(tmp_path: Path) -> None:
     write_id_pairs(tmp_path / "in.csv", 120)
-    with sandbox_thread(customers=customers_for(120), export_link_ttl_s=0.001) as sb:
+    with sandbox_thread(customers=customers_for(120), export_link_ttl_s=1e-9) as sb:
         settings = bulk_settings(sb, tmp_path, **{"imports.readback": "export"})
         result = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r")
         assert result.exit_code == 0 and statuses(tmp_path / "r") == {"created": 120}
@@ -227,13 +227,16 @@ def test_no_readback_says_plainly_that_ids_were_not_read_back(tmp_path: Path) ->
 
 
 def test_imports_start_while_the_input_is_still_being_read(tmp_path: Path) -> None:
-    write_id_pairs(tmp_path / "in.csv", 3000)
-    with sandbox_thread(customers=customers_for(3000), import_rows_per_s=20000.0) as sb:
-        result = run_import(bulk_settings(sb, tmp_path), [tmp_path / "in.csv"], tmp_path / "r")
-        assert result.exit_code == 0 and statuses(tmp_path / "r") == {"created": 3000}
+    # The first chunk is 10 % of the file: it is posted long before the last row is read.
+    rows = 10_000
+    write_id_pairs(tmp_path / "in.csv", rows)
+    with sandbox_thread(customers=customers_for(rows), import_rows_per_s=20000.0) as sb:
+        settings = bulk_settings(sb, tmp_path, **{"imports.chunk_size": 1000, "imports.readback": "export"})
+        result = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r")
+        assert result.exit_code == 0 and statuses(tmp_path / "r") == {"created": rows}
         assert result.summary["imports"]["posted_while_reading"] >= 1
-        assert result.summary["rows_total"] == 3000
-        assert created_count(sb) == 3000 and duplicates(sb) == 0
+        assert result.summary["rows_total"] == rows
+        assert created_count(sb) == rows and duplicates(sb) == 0
 
 
 def test_a_streamed_input_over_the_invalid_ratio_exits_2_and_sends_nothing_twice(tmp_path: Path) -> None:
