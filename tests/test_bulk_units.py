@@ -219,3 +219,14 @@ def test_the_batched_journal_answers_as_the_journal_does(tmp_path: Path) -> None
         assert batched.earlier_row_with_key("r", pairings[4].key(), 6) == ("in.csv", "", 3)
     finally:
         journal.close()
+
+
+def test_the_list_read_back_asks_for_metadata_in_its_sparse_fieldset() -> None:
+    from urllib.parse import parse_qs
+
+    from importer.bulk.readback import readback_page
+
+    request = readback_page(["c1", "c2"], 2)
+    query = parse_qs(request.query)
+    assert "metadata" in query["fields[customer_payment_sources]"][0].split(",")
+    assert query["filter[q][customer_id_in]"] == ["c1,c2"] and query["page[number]"] == ["2"]

@@ -92,11 +92,13 @@ class SnapshotWalletReader(WalletReader):
         self.snapshot_records = len(found)
         log.info("imports.precheck", mode="one export", existing_records=len(found))
 
-    async def read(self, customer_ids: Sequence[str]) -> dict[str, str]:
+    async def read(self, customer_ids: Sequence[str], tokens: Sequence[str] = ()) -> dict[str, str]:
         if not self._tried:
             await self._load()
         if self._by_customer is None:
-            return await super().read(customer_ids)
+            return await super().read(customer_ids, tokens)
+        # The snapshot holds every entry: a `tokens` narrowing (lookups.token_filter) only
+        # makes the per-chunk request smaller, so the whole wallets answer it as well.
         index: dict[str, str] = {}
         for customer in customer_ids:
             index.update(self._by_customer.get(customer, {}))

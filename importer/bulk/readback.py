@@ -20,14 +20,15 @@ import gzip
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 import structlog
 
 from importer.bulk.reconcile import Found
 from importer.client import ApiClient
-from importer.lookups import batches, page_count, wallet_by_customers, wallet_entries
-from importer.planner import IMPORTER_KEY
+from importer.lookups import PAGE_SIZE, WALLET_FIELDS, WALLET_SORT, batches, page_count, wallet_entries
+from importer.planner import CPS_PATH, IMPORTER_KEY
 from importer.transport import ApiRequest, Ok, Retriable, RowRejected
 from importer.wallets import MAX_PAGES, LookupFailed
 
@@ -100,6 +101,22 @@ def found_in_export(records: Any) -> list[Found]:
     return out
 
 
+def readback_page(customer_ids: Sequence[str], page: int = 1) -> ApiRequest:
+    """The wallet look-up of lookups.py, with `metadata` in the sparse fieldset: rows are matched
+    to records by `metadata.importer_key`."""
+    params = [
+        ("filter[q][customer_id_in]", ",".join(customer_ids)),
+        ("include", "customer,payment_source"),
+        ("fields[customer_payment_sources]", f"{WALLET_FIELDS},metadata"),
+        ("sort", WALLET_SORT),
+        ("page[size]", str(PAGE_SIZE)),
+    ]
+    if page > 1:
+        params.append(("page[number]", str(page)))
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe=',')}" for k, v in params)
+    return ApiRequest("GET", CPS_PATH, query)
+
+
 class ListReader:
     def __init__(self, client: ApiClient, *, batch: int) -> None:
         self._client = client
@@ -110,11 +127,11 @@ class ListReader:
         out: list[Found] = []
         for group in batches(sorted(customers), self._batch):
             self.requests += 1
-            first = await _get(self._client, wallet_by_customers(group, 1))
+            first = await _get(self._client, readback_page(group, 1))
             out.extend(found_in_list(first))
             for number in range(2, min(page_count(first), MAX_PAGES) + 1):
                 self.requests += 1
-                out.extend(found_in_list(await _get(self._client, wallet_by_customers(group, number))))
+                out.extend(found_in_list(await _get(self._client, readback_page(group, number))))
         return out
 
 
