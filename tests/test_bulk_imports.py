@@ -342,3 +342,19 @@ def test_the_samples_with_e_mail_rows_give_the_same_result_through_imports_and_r
                 assert len(imports_of(sb)) >= 1
     assert outcomes["imports"] == outcomes["rest"]
     assert outcomes["imports"].get("created", 0) > 0
+
+
+def test_fail_fast_posts_no_import_after_the_one_with_the_first_failure(tmp_path: Path) -> None:
+    write_id_pairs(tmp_path / "in.csv", 250)
+    lines = (tmp_path / "in.csv").read_text().splitlines()
+    lines[3] = ",".join(["XXXXXXXXXX", *lines[3].split(",")[1:]])  # row 4 (seq 2): unknown customer
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    with sandbox_thread(customers=customers_for(250)) as sb:
+        settings = bulk_settings(sb, tmp_path, **{"imports.max_in_flight": 1})
+        result = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r", fail_fast=True)
+        assert result.exit_code == 1
+        assert statuses(tmp_path / "r") == {"created": 99, "failed": 1, "not_attempted": 150}
+        assert len(imports_of(sb)) == 1
+        assert result.summary["fail_fast_stopped_at"]["row"] == 4
+        stopped = [r for r in results(tmp_path / "r") if r["status"] == "not_attempted"]
+        assert all("--fail-fast stopped the run" in r["error_detail"] for r in stopped)

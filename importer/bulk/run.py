@@ -192,6 +192,8 @@ class BulkRun:
         self.stats.by_status[outcome.status.value] = self.stats.by_status.get(outcome.status.value, 0) + 1
         self.progress.settled(seq, outcome)
         if outcome.status is RowStatus.FAILED and self.fail_fast:
+            if self.stats.first_failure is None:
+                self.stats.first_failure = self.journal.location(self.run_id, seq)
             self.halt.set()
 
     def settle_rows(self, items: list[tuple[ChunkRow, Outcome]]) -> None:
@@ -227,9 +229,12 @@ class BulkRun:
             log.warning("imports.stopped_posting", reason=self.stream_stop)
             self.halt.set()
             return
+        await self.slots.acquire()
+        if self.halt.is_set():  # stopped (fail-fast, a signal) while waiting for a slot: rows stay open
+            self.slots.release()
+            return
         if self.feed is not None and not self.feed.done.is_set():
             self.stats.posted_while_reading += 1
-        await self.slots.acquire()
         released = False
 
         def release() -> None:
@@ -298,9 +303,13 @@ class BulkRun:
                 self.processed[import_id] = int(done) if isinstance(done, int) else 0
 
             attributes = await self.poller.wait(import_id, seen)
-        finally:
+        except BaseException:
             release()
+            raise
+        finally:
             self.stats.polls = self.poller.polls
+        if not self.fail_fast:
+            release()  # the server's slot is free; the read-back does not hold it
         status = attributes.get("status") if attributes else None
         if status == "completed":
             self.stats.imports_completed += 1
@@ -311,7 +320,12 @@ class BulkRun:
         }
         log.info("imports.finished", reference=reference, import_id=import_id, **summary)
         self.bj.set_state(reference, "processed", status=str(status), summary=summary)
-        await self.reconcile(reference, rows, attributes, attempt)
+        try:
+            await self.reconcile(reference, rows, attributes, attempt)
+        finally:
+            # With --fail-fast the next import waits for this one's outcomes: a failure among
+            # them stops the run before another import is posted.
+            release()
 
     async def reconcile(
         self, reference: str, rows: list[ChunkRow], attributes: dict[str, Any] | None, attempt: int
