@@ -39,6 +39,23 @@ _EMAIL_LOCAL = r"[^\s@<>()\[\],;:\"]+"
 _EMAIL_LABEL = r"[^\s@<>()\[\],;:\"._]+"
 _EMAIL = re.compile(rf"{_EMAIL_LOCAL}@(?:{_EMAIL_LABEL}\.)+(?:[^\W\d_]{{2,}}|xn--[A-Za-z0-9-]+)")
 _SQUASH = re.compile(r"[\s_.\-]+")
+# Characters nobody sees, which copy-paste from web pages and mail clients brings along: zero-width
+# space, non-joiner, joiner, word joiner, BOM, soft hyphen. Removed from ids, types, tokens and
+# e-mails (a look-up with them finds nothing); references and metadata keep them as given.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+_KEY_FIELDS = frozenset(
+    {
+        "customer_id",
+        "customer_email",
+        "payment_source_type",
+        "payment_source_id",
+        "payment_source_token",
+        "customer_token",
+        "payment_method_id",
+    }
+)
+# "Ada Lovelace <ada@example.com>", as mail clients copy an address.
+_NAMED_ADDRESS = re.compile(r"[^<>]*<\s*([^<>\s]+@[^<>\s]+)\s*>")
 MAX_TOKEN_LENGTH = 255
 # A value this long in a field that is sent is a paste gone wrong, not data; sending it would
 # cost a rate-limited request only to be refused (the API's own size limits are unpublished).
@@ -66,6 +83,13 @@ _SOURCE_TYPES = MappingProxyType(_source_type_spellings())
 def normalize_source_type(text: str) -> str | None:
     """The API type for how a person wrote it ("Stripe payment", "wire-transfers"); None if unknown."""
     return _SOURCE_TYPES.get(_SQUASH.sub("", text.casefold()))
+
+
+def strip_invisible(value: str) -> str:
+    """`value` without the invisible characters above (and the spaces they hid at its ends)."""
+    if value.isascii():
+        return value
+    return value.translate(_INVISIBLE).strip()
 
 
 @dataclass(frozen=True)
@@ -117,7 +141,10 @@ class _Check:
         return repr(self.names.get(target, target))
 
     def get(self, target: str) -> str | None:
-        return self.row.fields.get(target) or None
+        value = self.row.fields.get(target)
+        if value and target in _KEY_FIELDS:
+            value = strip_invisible(value)
+        return value or None
 
     def add(self, message: str) -> None:
         self.problems.append(message)
@@ -158,6 +185,9 @@ class _Check:
         value = self.get("customer_email")
         if value is None:
             return None
+        named = _NAMED_ADDRESS.fullmatch(value)
+        if named:
+            value = named.group(1)
         if _EMAIL.fullmatch(value) and ".." not in value:
             return value
         self.add(
@@ -195,9 +225,11 @@ class _Check:
                     f"column {self.name('metadata')}: must be a JSON object, for example "
                     '{"key": "value"} (curly braces, keys and text in double quotes)'
                 )
+        typed = self.row.typed
         for target, value in self.row.fields.items():
             if target.startswith(METADATA_PREFIX) and value:
-                merged[target[len(METADATA_PREFIX) :]] = value
+                # A workbook's number, boolean or date keeps its JSON type; text stays text.
+                merged[target[len(METADATA_PREFIX) :]] = typed.get(target, value)
         return merged
 
 
