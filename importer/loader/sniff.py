@@ -107,7 +107,9 @@ def _sniff_delimiter(path: str, sample: str) -> str:
     Like csv.Sniffer, but predictable: for each candidate, the header row's width and how many
     of the following records have exactly that width. A real delimiter gives the header more
     than one column and the rows the same count; decimal commas, free text or a stray `|` in
-    a header name do not. Ties go to the wider header, then to the order `,` `;` tab `|`.
+    a header name do not. The header is the record that the most later records match (a title
+    or notes above the table have another width). Ties go to the wider
+    header, then to the order `,` `;` tab `|`.
     """
     sample = sample[:_SNIFF_CHARS]
     best, best_score = ",", (False, -1, -1)
@@ -115,12 +117,15 @@ def _sniff_delimiter(path: str, sample: str) -> str:
         records = _records(sample, delimiter)
         if not records:
             continue
-        width = len(records[0])
-        if width > MAX_COLUMNS:
+        if len(records[0]) > MAX_COLUMNS:
             raise SourceError(
                 path, f"the header row has more than {MAX_COLUMNS:,} columns; is this really a table export?"
             )
-        score = (width > 1, sum(1 for record in records[1:] if len(record) == width), width)
-        if score > best_score:
-            best, best_score = delimiter, score
+        for index, head in enumerate(records):
+            width = len(head)
+            if index and width < 2:
+                continue
+            score = (width > 1, sum(1 for record in records[index + 1 :] if len(record) == width), width)
+            if score > best_score:
+                best, best_score = delimiter, score
     return best
