@@ -432,3 +432,33 @@ def test_literal_secret_in_readable_config_is_warned_not_printed(
     assert SECRET not in captured.err and SECRET not in captured.out
     for path in (tmp_path / "out").iterdir():
         assert SECRET.encode() not in path.read_bytes()
+
+
+# -- issue 9: reading flags --------------------------------------------------------------------------
+
+
+def test_header_row_flag_and_config_key_name_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [valid_row(0)]
+    (tmp_path / "in.csv").write_text(
+        "Exported 2024-05-01,,,,\n" + ",".join(HEADER) + "\n" + "\n".join(",".join(r) for r in rows) + "\n"
+    )
+    assert validate("in.csv", "--report-dir", "found") == 0
+    found = [e for e in log_lines(capsys.readouterr().err) if e["event"] == "input.header_row"]
+    assert [e["row"] for e in found] == [2]
+    results = read_csv(tmp_path / "found" / "results.csv")
+    assert [(r["row_number"], r["status"]) for r in results] == [("3", "valid")]
+    # Row 1 as the header: its "columns" are not the required ones, so exit 2 naming them.
+    assert validate("in.csv", "--header-row", "1", "--report-dir", "one") == 2
+    assert "missing required columns" in capsys.readouterr().err
+    (tmp_path / "cfg.yaml").write_text("header_row: 1\n")
+    assert validate("in.csv", "-c", "cfg.yaml", "--report-dir", "cfg") == 2
+    # The flag wins over the config key.
+    assert validate("in.csv", "-c", "cfg.yaml", "--header-row", "2", "--report-dir", "flag") == 0
+
+
+def test_sheet_on_a_csv_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_csv(tmp_path / "in.csv", HEADER, [valid_row(0)])
+    assert validate("in.csv", "--sheet", "Data", "--report-dir", "out") == 2
+    assert "in.csv: is a CSV/text file, which has no sheets, but --sheet was given" in capsys.readouterr().err

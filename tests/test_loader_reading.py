@@ -427,3 +427,64 @@ def test_a_header_only_file_reports_zero_rows(tmp_path: Path) -> None:
 def test_header_row_below_one_is_refused() -> None:
     with pytest.raises(SourceError.__mro__[1], match="numbered from 1"):
         Loader(["x.csv"], header_row=0)
+
+
+# -- .ods ------------------------------------------------------------------------------------------
+
+
+def _ods(path: Path, rows_xml: str) -> str:
+    import zipfile
+
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0" '
+        'xmlns:number="urn:oasis:names:tc:opendocument:xmlns:datastyle:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        '<office:automatic-styles><number:number-style style:name="N1">'
+        '<number:number number:min-integer-digits="5"/></number:number-style></office:automatic-styles>'
+        f'<office:body><office:spreadsheet><table:table table:name="S">{rows_xml}</table:table>'
+        "</office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+        '<manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("META-INF/manifest.xml", manifest, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+    return str(path)
+
+
+def _cell(value: str | float, shown: str | None = None) -> str:
+    if isinstance(value, str):
+        return f'<table:table-cell office:value-type="string"><text:p>{value}</text:p></table:table-cell>'
+    return (
+        f'<table:table-cell office:value-type="float" office:value="{value!r}">'
+        f"<text:p>{shown if shown is not None else value}</text:p></table:table-cell>"
+    )
+
+
+def test_an_ods_number_reads_as_displayed_and_hidden_rows_are_skipped(tmp_path: Path) -> None:
+    head = "".join(_cell(h) for h in [*HEADER, "Reference", "Amount"])
+    rows_xml = (
+        f"<table:table-row>{head}</table:table-row>"
+        f"<table:table-row>{''.join(_cell(c) for c in ROW)}{_cell(123, '00123')}{_cell(1.5, '1,50')}"
+        "</table:table-row>"
+        f'<table:table-row table:visibility="filter">{"".join(_cell(c) for c in ROW)}</table:table-row>'
+        f"<table:table-row>{''.join(_cell(c) for c in ROW)}{_cell(7)}{_cell(1234.5, '1.234,50')}"
+        "</table:table-row>"
+    )
+    with capture_logs() as logs:
+        rows = load(_ods(tmp_path / "o.ods", rows_xml))
+    assert [(r.row_number, r.raw["Reference"], r.raw["Amount"]) for r in rows] == [
+        (2, "00123", "1.50"),
+        (4, "7", "1234.5"),  # General, and a grouped number reads as General
+    ]
+    assert [e["rows"] for e in events(logs, "input.hidden_rows_skipped")] == [[3]]

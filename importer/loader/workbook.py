@@ -21,6 +21,7 @@ from importer.loader.csvfile import log_layout
 from importer.loader.formats import FileFormat, FileInfo, sha256_file
 from importer.loader.header import SEARCH_ROWS, HeaderChoice, find_header
 from importer.loader.layout import MAP_HINT, Skip, conflict_message, shown
+from importer.loader.odsparts import ods_sheet_facts
 from importer.loader.rows import Tally, emit
 from importer.loader.xlsxparts import SheetFacts, sheet_facts
 from importer.models import SourceRow
@@ -62,7 +63,7 @@ def read_workbook(
             log_layout(path, sheet, choice, choice.index + 1)
             read.append(sheet)
             header_rows.append(choice.index + 1)
-            facts = sheet_facts(path, sheet) if file_format is FileFormat.XLSX else SheetFacts()
+            facts = _facts(path, sheet, file_format)
             yield from _sheet_rows(path, sheet, choice, tally, rows, facts)
             tally.pending_blank = 0  # blank rows at the end of a sheet are not "skipped"
         if not read:
@@ -88,6 +89,14 @@ def read_workbook(
             report=False,
         )
     )
+
+
+def _facts(path: str, sheet: str, file_format: FileFormat) -> SheetFacts:
+    if file_format is FileFormat.XLSX:
+        return sheet_facts(path, sheet)
+    if file_format is FileFormat.ODS:
+        return ods_sheet_facts(path, sheet)
+    return SheetFacts()  # .xls: calamine's values only (see README, "Input rules")
 
 
 def _choose_sheets(path: str, book: Any, sheets: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -166,7 +175,7 @@ def _sheet_rows(
     errors_by_row: dict[int, dict[int, str]] = {}
     for (row_index, column), text in facts.errors.items():
         errors_by_row.setdefault(row_index, {})[column] = text
-    formats = facts.formats
+    formats, displayed = facts.formats, facts.texts
     hidden: list[int] = []
     for index in range(choice.index + 1, len(rows)):
         values = rows[index]
@@ -177,6 +186,9 @@ def _sheet_rows(
         texts: list[object] = []
         lost: set[int] = set()
         for column, value in enumerate(values):
+            if displayed and (index, column) in displayed:
+                texts.append(displayed[(index, column)])
+                continue
             if (
                 formats
                 and isinstance(value, int | float)

@@ -29,10 +29,12 @@ _HIDDEN = re.compile(rb'\bhidden="(?:1|true)"')
 
 @dataclass
 class SheetFacts:
-    """(row, column) → error text; (row, column) → number format; hidden row indexes (0-based)."""
+    """(row, column) → error text; (row, column) → number format, or the displayed text itself
+    (.ods); hidden row indexes (0-based)."""
 
     errors: dict[tuple[int, int], str] = field(default_factory=dict)
     formats: dict[tuple[int, int], NumberFormat] = field(default_factory=dict)
+    texts: dict[tuple[int, int], str] = field(default_factory=dict)
     hidden_rows: set[int] = field(default_factory=set)
 
 
