@@ -56,7 +56,7 @@ def read_workbook(
                 if sheets is not None:
                     raise SourceError(path, f"sheet {sheet!r}: {found.reason}")
                 skipped.append(sheet)
-                seen_headers.append(f"sheet {sheet!r} {found.found}")
+                seen_headers.append(f"sheet {sheet!r}{'' if found.found[:1] == ':' else ' '}{found.found}")
                 _log.warning("input.sheet_skipped", file=path, sheet=sheet, reason=found.reason)
                 continue
             choice, rows = found
@@ -155,7 +155,7 @@ def _sheet_layout(
         return Skip("the sheet is empty", "(empty)")
     if choice.problem:
         if "over two rows" in choice.problem:
-            return Skip(choice.problem, choice.problem)
+            return Skip(choice.problem, f": {choice.problem}")
         return Skip(choice.problem, f"with headers {shown(choice.layout.headers)}")
     conflict = conflict_message(choice.layout)
     if conflict:

@@ -92,13 +92,22 @@ def _styled_cells(data: bytes, styles: dict[int, NumberFormat]) -> dict[tuple[in
     # Excel, LibreOffice and xlsxwriter all write `<c r=".." s=".."`; only cells with a
     # digit-deciding style are matched, so an unformatted sheet costs one regex pass.
     wanted = b"|".join(str(s).encode() for s in sorted(styles))
-    pattern = re.compile(rb'<c r="([A-Z]+\d+)" s="(' + wanted + rb')"')
+    pattern = re.compile(rb'<c r="([A-Z]{1,3})(\d+)" s="(' + wanted + rb')"')
+    columns: dict[bytes, int] = {}  # a sheet has few distinct columns; each is computed once
     found: dict[tuple[int, int], NumberFormat] = {}
-    for match in pattern.finditer(data):
-        position = cell_position(match.group(1).decode())
-        if position is not None:
-            found[position] = styles[int(match.group(2))]
+    for letters, row, style in pattern.findall(data):
+        column = columns.get(letters)
+        if column is None:
+            column = columns[letters] = _column_index(letters.decode())
+        found[(int(row) - 1, column)] = styles[int(style)]
     return found
+
+
+def _column_index(letters: str) -> int:
+    column = 0
+    for letter in letters:
+        column = column * 26 + ord(letter) - ord("A") + 1
+    return column - 1
 
 
 def _hidden_rows(data: bytes) -> set[int]:
