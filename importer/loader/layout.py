@@ -92,7 +92,8 @@ def make_layout(
     """`overrides`: header → field (None: no field) where a column's values showed it is not
     the field its name suggests (see `headers.fitting_overrides`)."""
     report = is_report(headers)
-    if report:
+    if report:  # our report neutralized its headers too (an input's extra column "=x")
+        headers = [clean_report_cell(h) for h in headers]
         overrides = dict.fromkeys(h for h in headers if h in REPORT_COLUMNS)
     header_map = match_headers(headers, aliases, overrides=overrides)
     seen: set[str] = set()

@@ -49,6 +49,7 @@ def read_workbook(
         read: list[str] = []
         seen_headers: list[str] = []
         header_rows: list[int] = []
+        report = False
         tally = Tally()
         for sheet in chosen:
             found = _sheet_layout(path, workbook, sheet, aliases, header_row)
@@ -63,6 +64,7 @@ def read_workbook(
             log_layout(path, sheet, choice, choice.index + 1)
             read.append(sheet)
             header_rows.append(choice.index + 1)
+            report = report or choice.layout.report
             facts = _facts(path, sheet, file_format)
             yield from _sheet_rows(path, sheet, choice, tally, rows, facts)
             tally.pending_blank = 0  # blank rows at the end of a sheet are not "skipped"
@@ -86,7 +88,7 @@ def read_workbook(
             totals_rows=tuple(tally.totals),
             hidden_rows=tally.hidden,
             header_rows=tuple(header_rows),
-            report=False,
+            report=report,
         )
     )
 
