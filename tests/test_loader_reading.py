@@ -488,3 +488,31 @@ def test_an_ods_number_reads_as_displayed_and_hidden_rows_are_skipped(tmp_path: 
         (4, "7", "1234.5"),  # General, and a grouped number reads as General
     ]
     assert [e["rows"] for e in events(logs, "input.hidden_rows_skipped")] == [[3]]
+
+
+# -- .xls ------------------------------------------------------------------------------------------
+
+
+def test_an_xls_number_reads_as_displayed_and_hidden_rows_are_skipped(tmp_path: Path) -> None:
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("S")
+    padded, fixed = xlwt.easyxf(num_format_str="0000000000"), xlwt.easyxf(num_format_str="0.00")
+    for column, header in enumerate([*HEADER, "Reference", "Amount"]):
+        sheet.write(0, column, header)
+    for row, customer in ((1, 12345678), (2, 22222222), (3, 33333333)):
+        sheet.write(row, 0, customer, padded)
+        sheet.write(row, 1, "stripe_payments")
+        sheet.write(row, 2, f"PSRC00000{row}")
+        sheet.write(row, 3, 123)  # General
+        sheet.write(row, 4, 1.5, fixed)
+    sheet.row(2).hidden = True
+    book.save(str(tmp_path / "old.xls"))
+    with capture_logs() as logs:
+        rows = load(str(tmp_path / "old.xls"))
+    assert [(r.row_number, r.raw["Customer ID"], r.raw["Reference"], r.raw["Amount"]) for r in rows] == [
+        (2, "0012345678", "123", "1.50"),
+        (4, "0033333333", "123", "1.50"),
+    ]
+    assert [e["rows"] for e in events(logs, "input.hidden_rows_skipped")] == [[3]]

@@ -23,6 +23,7 @@ from importer.loader.header import SEARCH_ROWS, HeaderChoice, find_header
 from importer.loader.layout import MAP_HINT, Skip, conflict_message, shown
 from importer.loader.odsparts import ods_sheet_facts
 from importer.loader.rows import Tally, emit
+from importer.loader.xlsparts import xls_sheet_facts
 from importer.loader.xlsxparts import SheetFacts, sheet_facts
 from importer.models import SourceRow
 
@@ -98,7 +99,7 @@ def _facts(path: str, sheet: str, file_format: FileFormat) -> SheetFacts:
         return sheet_facts(path, sheet)
     if file_format is FileFormat.ODS:
         return ods_sheet_facts(path, sheet)
-    return SheetFacts()  # .xls: calamine's values only (see README, "Input rules")
+    return xls_sheet_facts(path, sheet)
 
 
 def _choose_sheets(path: str, book: Any, sheets: Sequence[str] | None) -> tuple[list[str], list[str]]:
