@@ -178,7 +178,6 @@ def _sheet_rows(
     errors_by_row: dict[int, dict[int, str]] = {}
     for (row_index, column), text in facts.errors.items():
         errors_by_row.setdefault(row_index, {})[column] = text
-    formats, displayed = facts.formats, facts.texts
     hidden: list[int] = []
     for index in range(choice.index + 1, len(rows)):
         values = rows[index]
@@ -186,26 +185,7 @@ def _sheet_rows(
             if any(excel_cell_text(v)[0].strip() for v in values):
                 hidden.append(index + 1)
             continue
-        texts: list[object] = []
-        lost: set[int] = set()
-        for column, value in enumerate(values):
-            if displayed and (index, column) in displayed:
-                texts.append(displayed[(index, column)])
-                continue
-            if (
-                formats
-                and isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and abs(value) < 1e15
-            ):
-                shape = formats.get((index, column))
-                if shape is not None:
-                    texts.append(shape.show(float(value)))
-                    continue
-            text, lost_digits = excel_cell_text(value)
-            texts.append(text)
-            if lost_digits:
-                lost.add(column)
+        texts, lost = _row_texts(index, values, facts)
         row = emit(
             path,
             sheet,
@@ -214,7 +194,7 @@ def _sheet_rows(
             index + 1,
             texts,
             delimited=False,
-            lost_digits=frozenset(lost),
+            lost_digits=lost,
             error_cells=errors_by_row.get(index, {}),
             values=values,
         )
@@ -230,6 +210,27 @@ def _sheet_rows(
             count=len(hidden),
             hint="unhide the rows (or clear the filter) to import them",
         )
+
+
+def _row_texts(index: int, values: list[object], facts: SheetFacts) -> tuple[list[object], frozenset[int]]:
+    """The row's cells as displayed, and the columns holding numbers that lost digits."""
+    formats, displayed = facts.formats, facts.texts
+    texts: list[object] = []
+    lost: set[int] = set()
+    for column, value in enumerate(values):
+        if displayed and (index, column) in displayed:
+            texts.append(displayed[(index, column)])
+            continue
+        if formats and isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e15:
+            shape = formats.get((index, column))
+            if shape is not None:
+                texts.append(shape.show(float(value)))
+                continue
+        text, lost_digits = excel_cell_text(value)
+        texts.append(text)
+        if lost_digits:
+            lost.add(column)
+    return texts, frozenset(lost)
 
 
 def _workbook_message(exc: Exception) -> str:
