@@ -154,6 +154,9 @@ def _base_summary(
                 "sheets_skipped": list(f.sheets_skipped),
                 "rows": f.rows,
                 "blank_rows": f.blank_rows,
+                "header_rows": list(f.header_rows),
+                "totals_rows": list(f.totals_rows),
+                "hidden_rows": f.hidden_rows,
             }
             for f in loader.file_infos
         ],

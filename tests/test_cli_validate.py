@@ -235,6 +235,7 @@ def test_rows_in_equal_rows_out_in_input_order(tmp_path: Path) -> None:
     b = summary["files"][1]
     assert b["path"] == "b.xlsx" and b["sheets"] == ["Jan", "Feb"] and b["sheets_skipped"] == ["Notes"]
     assert len(b["sha256"]) == 64
+    assert (b["header_rows"], b["totals_rows"], b["hidden_rows"]) == ([1, 1], [], 0)
 
 
 def test_summary_json_keys(tmp_path: Path) -> None:
