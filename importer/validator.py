@@ -15,6 +15,9 @@ Rules (see `validate_row`):
   would create different wallet entries and only the person can say which one is meant.
   `customer_token` / `payment_method_id` next to a `payment_source_id` are an error for the
   same reason (they only mean something with a token).
+* Invisible characters (zero-width space and friends) are removed from ids, types, tokens and
+  e-mails before any check, so `validate` and `run` see the same key; `Name <address>` is
+  the address.
 * Ids are exactly 10 ASCII letters/digits; emails are checked with a pragmatic pattern and
   kept as written (the API may match them case-sensitively; keys fold case, models.Pairing);
   tokens are non-empty, without whitespace, at most 255 characters; `metadata` is a JSON object.
@@ -192,7 +195,7 @@ class _Check:
             return value
         self.add(
             f"column {self.name('customer_email')}: {value!r} is not an email address; "
-            "write it as name@example.com (one address, no name or brackets around it)"
+            "write it as name@example.com (one address per cell)"
         )
         return None
 
