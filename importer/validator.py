@@ -136,6 +136,10 @@ class _Check:
 
     def __init__(self, row: SourceRow) -> None:
         self.row = row
+        self.fields = {
+            target: strip_invisible(value) if target in _KEY_FIELDS else value
+            for target, value in row.fields.items()
+        }
         self.names = _column_names(row)
         self.problems: list[str] = list(row.cell_errors)
         self.type_given: str | None = None
@@ -144,10 +148,7 @@ class _Check:
         return repr(self.names.get(target, target))
 
     def get(self, target: str) -> str | None:
-        value = self.row.fields.get(target)
-        if value and target in _KEY_FIELDS:
-            value = strip_invisible(value)
-        return value or None
+        return self.fields.get(target) or None
 
     def add(self, message: str) -> None:
         self.problems.append(message)

@@ -79,7 +79,7 @@ def json_value(value: object) -> object:
             return None
         if as_float.is_integer() and abs(as_float) < 1e15:
             return int(as_float)
-        return float(Decimal(f"{as_float:.15g}"))
+        return float(f"{as_float:.15g}")  # Excel's 15 significant digits
     if isinstance(value, datetime | date | time):
         return excel_cell_text(value)[0]
     return None
@@ -131,8 +131,17 @@ class NumberFormat:
     def show(self, value: float) -> str:
         sign = "-" if value < 0 else ""
         places = self.decimals + self.optional_decimals
-        rounded = Decimal(repr(abs(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-        whole, _, fraction = format(rounded, "f").partition(".")
+        # The shortest repr is the value as written in the file; only when it has more decimals
+        # than the format shows is it rounded, half away from zero as Excel does.
+        written = repr(abs(value))
+        whole, _, fraction = written.partition(".")
+        if fraction.rstrip("0") == "":
+            fraction = ""
+        if "e" in written or len(fraction) > places:
+            exact = Decimal(written).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+            whole, _, fraction = format(exact, "f").partition(".")
+        else:
+            fraction = fraction.ljust(places, "0")
         if self.optional_decimals:
             fraction = fraction.rstrip("0").ljust(self.decimals, "0")
         whole = whole.lstrip("0").rjust(self.int_digits, "0")

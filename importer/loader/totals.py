@@ -52,8 +52,8 @@ def is_totals_row(
     raw: Mapping[str, str], fields: Mapping[str, str], columns: Mapping[str, str]
 ) -> str | None:
     """The label when this row is a totals row, else None. `columns`: field → raw key."""
-    if sum(1 for name in IDENTIFYING if fields.get(name)) > 1:
-        return None  # the fast way out for every real row
+    if len(IDENTIFYING.intersection(fields)) > 1:
+        return None  # the fast way out for every real row (`fields` holds only filled cells)
     label_key: str | None = None
     numbers = 0
     for key, text in raw.items():
