@@ -131,6 +131,9 @@ class NumberFormat:
     def show(self, value: float) -> str:
         sign = "-" if value < 0 else ""
         places = self.decimals + self.optional_decimals
+        if not places and not self.grouping and value.is_integer():  # `00000`: the common case
+            digits = str(int(abs(value))).rjust(self.int_digits, "0")
+            return sign + digits if value else digits
         # The shortest repr is the value as written in the file; only when it has more decimals
         # than the format shows is it rounded, half away from zero as Excel does.
         written = repr(abs(value))

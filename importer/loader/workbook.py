@@ -214,7 +214,7 @@ def _sheet_rows(
 
 def _row_texts(index: int, values: list[object], facts: SheetFacts) -> tuple[list[object], frozenset[int]]:
     """The row's cells as displayed, and the columns holding numbers that lost digits."""
-    formats, displayed = facts.formats, facts.texts
+    formats, displayed = facts.formats.get(index), facts.texts
     texts: list[object] = []
     lost: set[int] = set()
     for column, value in enumerate(values):
@@ -222,7 +222,7 @@ def _row_texts(index: int, values: list[object], facts: SheetFacts) -> tuple[lis
             texts.append(displayed[(index, column)])
             continue
         if formats and isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e15:
-            shape = formats.get((index, column))
+            shape = formats.get(column)
             if shape is not None:
                 texts.append(shape.show(float(value)))
                 continue

@@ -36,7 +36,7 @@ def xls_sheet_facts(path: str, sheet: str) -> SheetFacts:
                     shapes[xf_index] = number_format(fmt.format_str) if fmt is not None else None
                 shape = shapes[xf_index]
                 if shape is not None:
-                    facts.formats[(row, column)] = shape
+                    facts.formats.setdefault(row, {})[column] = shape
     except Exception:  # see above: no facts rather than no file
         return SheetFacts()
     finally:

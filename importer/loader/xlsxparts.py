@@ -29,11 +29,12 @@ _HIDDEN = re.compile(rb'\bhidden="(?:1|true)"')
 
 @dataclass
 class SheetFacts:
-    """(row, column) → error text; (row, column) → number format, or the displayed text itself
-    (.ods); hidden row indexes (0-based)."""
+    """(row, column) → error text; row → column → number format (by row: one look-up per row
+    on the hot path); (row, column) → the displayed text itself (.ods); hidden row indexes.
+    Indexes are 0-based."""
 
     errors: dict[tuple[int, int], str] = field(default_factory=dict)
-    formats: dict[tuple[int, int], NumberFormat] = field(default_factory=dict)
+    formats: dict[int, dict[int, NumberFormat]] = field(default_factory=dict)
     texts: dict[tuple[int, int], str] = field(default_factory=dict)
     hidden_rows: set[int] = field(default_factory=set)
 
@@ -88,18 +89,22 @@ def digit_styles(book: zipfile.ZipFile) -> dict[int, NumberFormat]:
     return styles
 
 
-def _styled_cells(data: bytes, styles: dict[int, NumberFormat]) -> dict[tuple[int, int], NumberFormat]:
+def _styled_cells(data: bytes, styles: dict[int, NumberFormat]) -> dict[int, dict[int, NumberFormat]]:
     # Excel, LibreOffice and xlsxwriter all write `<c r=".." s=".."`; only cells with a
     # digit-deciding style are matched, so an unformatted sheet costs one regex pass.
     wanted = b"|".join(str(s).encode() for s in sorted(styles))
     pattern = re.compile(rb'<c r="([A-Z]{1,3})(\d+)" s="(' + wanted + rb')"')
     columns: dict[bytes, int] = {}  # a sheet has few distinct columns; each is computed once
-    found: dict[tuple[int, int], NumberFormat] = {}
+    found: dict[int, dict[int, NumberFormat]] = {}
     for letters, row, style in pattern.findall(data):
         column = columns.get(letters)
         if column is None:
             column = columns[letters] = _column_index(letters.decode())
-        found[(int(row) - 1, column)] = styles[int(style)]
+        index = int(row) - 1
+        cells = found.get(index)
+        if cells is None:
+            cells = found[index] = {}
+        cells[column] = styles[int(style)]
     return found
 
 
