@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import structlog
 
+from importer.columns import REPORT_MARKER_COLUMNS
 from importer.errors import SourceError
 from importer.loader.formats import FileFormat, FileInfo
 from importer.loader.header import SEARCH_ROWS, HeaderChoice, find_header
@@ -117,7 +118,7 @@ def log_layout(path: str, sheet: str, choice: HeaderChoice, row_number: int) -> 
         _log.info("input.unknown_columns", file=path, sheet=sheet, columns=unknown[:30], count=len(unknown))
 
 
-_REPORT = frozenset({"source_file", "source_sheet", "source_row", "error_code", "error_detail"})
+_REPORT = frozenset(REPORT_MARKER_COLUMNS)
 
 
 def _records(path: str, facts: TextFacts, skip: int) -> Iterator[list[str]]:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from importer.columns import ERROR_COLUMNS, FAILURE_LEAD_COLUMNS, REPORT_MARKER_COLUMNS
 from importer.headers import HeaderMap, match_headers, missing_required
 from importer.loader.cells import column_letter
 from importer.neutralize import unneutralize
@@ -16,8 +17,8 @@ from importer.neutralize import unneutralize
 SHOWN_HEADERS = 30
 MAP_HINT = "rename the columns, or map your headers under `columns:` in the config"
 # An importer report (failures.csv) is recognised by these columns (TEAM contract 2).
-SOURCE_COLUMNS = ("source_file", "source_sheet", "source_row")
-REPORT_COLUMNS = frozenset((*SOURCE_COLUMNS, "error_code", "error_detail"))
+SOURCE_COLUMNS = FAILURE_LEAD_COLUMNS
+REPORT_COLUMNS = frozenset(REPORT_MARKER_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def header_texts(cells: Sequence[str]) -> tuple[int, list[str]]:
 def is_report(headers: Sequence[str]) -> bool:
     """An importer report: the TEAM contract's five columns, or a 0.1 failures.csv (which ends
     with error_code, error_detail and has no source columns)."""
-    return set(headers) >= REPORT_COLUMNS or tuple(headers[-2:]) == ("error_code", "error_detail")
+    return set(headers) >= REPORT_COLUMNS or tuple(headers[-2:]) == ERROR_COLUMNS
 
 
 def make_layout(
