@@ -263,9 +263,11 @@ def fitting_overrides(
     """Headers whose values say the name misled: header → the field they fit (None: no field).
 
     A column named only "Customer" (or "Kunde", "Client", …) whose values are mostly not ids is
-    not the customer id when an e-mail column names the customer: gateway customers (`cus_…`)
-    become `customer_token`, names become an unknown column. A config alias is the user's
-    explicit word and is never second-guessed; nor is a column whose values cannot be seen.
+    not the customer id when another column names the customer (an e-mail column, or a second
+    customer-id column such as "Customer ID"): gateway customers (`cus_…`) become
+    `customer_token`, names become an unknown column. Without such a column it stays the id, and
+    its rows say the values are not ids. A config alias is the user's explicit word and is never
+    second-guessed; nor is a column whose values cannot be seen.
     """
     overrides: dict[str, str | None] = {}
     fields = hm.fields
@@ -274,12 +276,15 @@ def fitting_overrides(
         for names in extra_aliases.values()
         for name in ((names,) if isinstance(names, str) else names)
     }
-    for header, target in hm.columns.items():
+    two_ids = any(c.field == "customer_id" for c in hm.conflicts)
+    candidates = [h for h, target in hm.columns.items() if target == "customer_id"]
+    candidates += [c.second for c in hm.conflicts if c.field == "customer_id"]
+    for header in candidates:
         key = normalize_header(header)
-        if target != "customer_id" or key in explicit or key not in _LOOSE_CUSTOMER:
+        if key in explicit or key not in _LOOSE_CUSTOMER:
             continue
         values = samples.get(header) or ()
-        if not values or _mostly(values, _ID_VALUE) or "customer_email" not in fields:
+        if not values or _mostly(values, _ID_VALUE) or not ("customer_email" in fields or two_ids):
             continue
         if _mostly(values, _GATEWAY_CUSTOMER) and "customer_token" not in fields:
             overrides[header] = "customer_token"

@@ -516,3 +516,20 @@ def test_an_xls_number_reads_as_displayed_and_hidden_rows_are_skipped(tmp_path: 
         (4, "0033333333", "123", "1.50"),
     ]
     assert [e["rows"] for e in events(logs, "input.hidden_rows_skipped")] == [[3]]
+
+
+def test_a_customer_column_next_to_a_customer_id_column_is_not_a_conflict_when_it_holds_no_ids(
+    tmp_path: Path,
+) -> None:
+    head = ["Customer", "Customer ID", "Card Token"]
+    rows = load(write_csv(tmp_path / "n.csv", [head, ["Ada Lovelace", "CUST000001", "tok"]]))
+    assert rows[0].fields == {"customer_id": "CUST000001", "payment_source_token": "tok"}
+    rows = load(write_csv(tmp_path / "c.csv", [head, ["cus_9Xa", "CUST000001", "tok"]]))
+    assert rows[0].fields == {
+        "customer_id": "CUST000001",
+        "customer_token": "cus_9Xa",
+        "payment_source_token": "tok",
+    }
+    # Two columns of ids are still two columns for one field: the user must say which.
+    with pytest.raises(SourceError, match="both give customer_id"):
+        load(write_csv(tmp_path / "i.csv", [head, ["CUST000002", "CUST000001", "tok"]]))
