@@ -157,11 +157,15 @@ class Loader:
     def _read_text(self, path: str) -> Iterator[SourceRow]:
         try:
             yield from read_text(path, self.aliases, self.chunk_rows, self.header_row, self._finish)
-        except NotATable as exc:
+        except NotATable:
             if path not in self._in_folder:
                 raise
             # A README.txt next to the exports: not a table, so not an input.
-            _log.warning("input.file_skipped", file=path, reason=f"not a table: {exc}")
+            _log.warning(
+                "input.file_skipped",
+                file=path,
+                reason="not a table: no row among its first ones holds the required columns",
+            )
 
     def _finish(self, info: FileInfo) -> None:
         self._progress.infos.append(info)
