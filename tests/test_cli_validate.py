@@ -463,3 +463,4 @@ def test_sheet_on_a_csv_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.C
     write_csv(tmp_path / "in.csv", HEADER, [valid_row(0)])
     assert validate("in.csv", "--sheet", "Data", "--report-dir", "out") == 2
     assert "in.csv: is a CSV/text file, which has no sheets, but --sheet was given" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before a report folder is left behind

@@ -95,11 +95,20 @@ class Loader:
                     f"does not exist; check the spelling, and that the path is relative to {Path.cwd()}",
                 )
             for candidate in candidates:
+                self._check_sheets(candidate)
                 real = str(Path(candidate).resolve())
                 if real not in seen:  # the same file given twice is read once
                     seen.add(real)
                     found.append(candidate)
         return found
+
+    def _check_sheets(self, path: str) -> None:
+        if self.sheets is not None and EXTENSIONS[Path(path).suffix.lower()] is FileFormat.CSV:
+            raise SourceError(
+                path,
+                "is a CSV/text file, which has no sheets, but --sheet was given; "
+                "drop --sheet, or give the workbook files and the CSV files in separate runs",
+            )
 
     def _folder(self, given: str, path: Path) -> list[str]:
         entries = sorted(
@@ -128,14 +137,6 @@ class Loader:
         """Stream every non-blank data row. Statistics restart with each call."""
         paths = self.files()
         self._progress = _Progress()
-        for path in paths:
-            file_format = EXTENSIONS[Path(path).suffix.lower()]
-            if self.sheets is not None and file_format is FileFormat.CSV:
-                raise SourceError(
-                    path,
-                    "is a CSV/text file, which has no sheets, but --sheet was given; "
-                    "drop --sheet, or give the workbook files and the CSV files in separate runs",
-                )
         for path in paths:
             try:
                 size = Path(path).stat().st_size
