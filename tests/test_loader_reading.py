@@ -533,3 +533,13 @@ def test_a_customer_column_next_to_a_customer_id_column_is_not_a_conflict_when_i
     # Two columns of ids are still two columns for one field: the user must say which.
     with pytest.raises(SourceError, match="both give customer_id"):
         load(write_csv(tmp_path / "i.csv", [head, ["CUST000002", "CUST000001", "tok"]]))
+
+
+def test_a_title_above_a_header_that_lacks_a_column_gets_the_headers_message(tmp_path: Path) -> None:
+    table = [["Export of 2024-05-01"], ["Name", "Email", "Card"], ["Ada", "a@b.de", "x"]]
+    for path in (write_csv(tmp_path / "t.csv", table), write_xlsx(tmp_path / "t.xlsx", {"S": table})):
+        with pytest.raises(SourceError) as caught:
+            load(path)
+        message = str(caught.value)
+        assert "a payment source" in message and "'Name', 'Email', 'Card'" in message
+        assert "over two rows" not in message and "Export of" not in message

@@ -1,9 +1,10 @@
 """Which row is the header: title, notes and blank rows above a table are skipped.
 
 Pure: works on cell texts. The header is the first row within the first 20 that holds the
-required columns; without one, the first non-blank row is taken (and its missing-columns
-message explains), except when the table's header is written over two rows (merged cells),
-which gets one message saying what to change. `--header-row N` overrides the search.
+required columns; without one, the row naming the most known columns is taken (or the first
+non-blank row) and its missing-columns message explains, except when the table's header is
+written over two rows (merged cells), which gets one message saying what to change.
+`--header-row N` overrides the search.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ def _two_row_message(rows: Sequence[Sequence[str]], first: int) -> str | None:
     top_span = set(range(top_start, top_start + len(top)))
     top_named = {top_start + i for i, h in enumerate(top) if h}
     low_named = {low_start + i for i, h in enumerate(low) if h}
-    # A merged group title leaves blank cells in the top row that the row below names.
-    if not (low_named - top_named) or not (top_span - top_named or low_named - top_span):
+    # Merged group titles ("Customer" over two columns, "Payment source" over two more) leave
+    # blank cells between the top row's names, and the row below names those columns. A title
+    # line above a table has no such gaps, so it is not taken for half a header.
+    gaps = top_span - top_named
+    if len(top_named) < 2 or not gaps or not gaps <= low_named:
         return None
     if len(low_named) < len(top_named):
         return None
@@ -93,6 +97,7 @@ def find_header(
         layout = _layout_for(start, headers, rows, forced, aliases)
         return HeaderChoice(forced, layout, missing_message(layout))
     first: HeaderChoice | None = None
+    closest: tuple[int, HeaderChoice] | None = None  # the row naming the most fields
     for index in range(origin, min(len(rows), origin + SEARCH_ROWS)):
         start, headers = header_texts(rows[index])
         if not headers:
@@ -102,7 +107,17 @@ def find_header(
             layout = _layout_for(start, headers, rows, index, aliases)
             return HeaderChoice(index, layout, missing_message(layout))
         if first is None:
-            first = HeaderChoice(index, layout, _two_row_message(rows, index) or missing_message(layout))
+            two_rows = _two_row_message(rows, index)
+            first = HeaderChoice(index, layout, two_rows or missing_message(layout))
+            if two_rows:
+                return first
+        named = len(layout.header_map.columns)
+        if named and (closest is None or named > closest[0]):
+            closest = (named, HeaderChoice(index, layout, missing_message(layout)))
+    if closest is not None:
+        # No row has every required column: the message is about the row that comes closest
+        # (a header missing a column), not about a title line above it.
+        return closest[1]
     if first is None:
         for index in range(origin + SEARCH_ROWS, len(rows)):  # a table far below blank rows
             start, headers = header_texts(rows[index])
