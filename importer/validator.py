@@ -190,10 +190,9 @@ class _Check:
         if value is None:
             return None
         named = _NAMED_ADDRESS.fullmatch(value)
-        if named:
-            value = named.group(1)
-        if _EMAIL.fullmatch(value) and ".." not in value:
-            return value
+        address = named.group(1) if named else value
+        if _EMAIL.fullmatch(address) and ".." not in address:
+            return address
         self.add(
             f"column {self.name('customer_email')}: {value!r} is not an email address; "
             "write it as name@example.com (one address per cell)"
