@@ -464,3 +464,30 @@ def test_sheet_on_a_csv_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.C
     assert validate("in.csv", "--sheet", "Data", "--report-dir", "out") == 2
     assert "in.csv: is a CSV/text file, which has no sheets, but --sheet was given" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before a report folder is left behind
+
+
+def test_a_fed_back_report_points_at_the_original_rows_and_keeps_a_typed_apostrophe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 9: a raw `'-5 promo` is kept; re-fed failures.csv rows keep their file/sheet/row."""
+    rows = [
+        [cid(1), "", "stripe_payments", psid(1), "'-5 promo"],
+        ["short", "", "stripe_payments", psid(2), "'-5 promo"],  # row 3: invalid id
+    ]
+    write_xlsx(tmp_path / "book.xlsx", {"Q4": [HEADER, *rows]})
+    assert validate("book.xlsx", "--report-dir", "first") == 1  # one of two rows invalid
+    first = read_csv(tmp_path / "first" / "results.csv")
+    assert first[0]["reference"] == "''-5 promo"  # the CSV guard on top of the typed apostrophe
+    assert [
+        (f["source_file"], f["source_sheet"], f["source_row"])
+        for f in read_csv(tmp_path / "first" / "failures.csv")
+    ] == [("book.xlsx", "Q4", "3")]
+    assert validate("first/failures.csv", "--report-dir", "second") == 2
+    again = read_csv(tmp_path / "second" / "results.csv")
+    assert [(r["source_file"], r["sheet"], r["row_number"], r["status"]) for r in again] == [
+        ("book.xlsx", "Q4", "3", "invalid")
+    ]
+    assert again[0]["reference"] == "''-5 promo"  # still `'-5 promo`, not `-5 promo`
+    line = read_csv(tmp_path / "second" / "failures.csv")[0]
+    assert (line["source_file"], line["source_sheet"], line["source_row"]) == ("book.xlsx", "Q4", "3")
+    capsys.readouterr()
