@@ -13,10 +13,13 @@ Modules, one concern each:
   csvfile    text files: header and rows in chunks
   workbook   workbooks: sheets, header and rows
   xlsxparts  what calamine does not say about .xlsx cells (errors, number formats, hidden rows)
+  xlsparts   the same for .xls (number formats, hidden rows), through xlrd
+  odsparts   the same for .ods (displayed digits, hidden rows)
   cells      workbook cells → text; number formats
   header     which row is the header
   layout     header → columns and fields
-  rows       cells → `SourceRow`; totals  rows that are totals, not data
+  rows       cells → `SourceRow`
+  totals     rows that are totals, not data
   reader     `Loader`: files and folders, in order
 """
 
