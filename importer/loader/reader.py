@@ -61,6 +61,7 @@ class Loader:
         self.header_row = header_row
         self._progress = _Progress()
         self._in_folder: set[str] = set()
+        self._noticed: set[str] = set()
 
     @property
     def file_infos(self) -> list[FileInfo]:
@@ -116,9 +117,11 @@ class Loader:
         )
         names = [p.name for p in entries if is_spreadsheet_name(p.name)]
         for p in entries:
-            if not is_spreadsheet_name(p.name):
+            skipped = os.path.join(given, p.name)  # noqa: PTH118
+            if not is_spreadsheet_name(p.name) and skipped not in self._noticed:
+                self._noticed.add(skipped)  # files() runs more than once per command: say it once
                 why = "a lock or system file" if is_lock_file(p.name) else "not a spreadsheet"
-                _log.info("input.file_skipped", file=os.path.join(given, p.name), reason=why)  # noqa: PTH118
+                _log.info("input.file_skipped", file=skipped, reason=why)
         if not names:
             raise SourceError(
                 given,
