@@ -30,6 +30,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--report-dir", metavar="DIR", help="where to write the report (default reports/<run-id>/)"
     )
     p.add_argument("--sheet", action="append", metavar="NAME", help="read only this sheet (repeatable)")
+    p.add_argument(
+        "--header-row",
+        type=int,
+        metavar="N",
+        help="the header is row N (as Excel numbers it); default: found in the first 20 rows",
+    )
     _logging_flags(p)
 
 

@@ -41,6 +41,7 @@ def _options(args: argparse.Namespace, command: str) -> RunOptions:
         run_id=run_id,
         report_dir=Path(args.report_dir) if args.report_dir else None,
         sheets=tuple(args.sheet) if getattr(args, "sheet", None) else None,
+        header_row=getattr(args, "header_row", None),
         dry_run=bool(getattr(args, "dry_run", False)),
         max_rows=getattr(args, "max_rows", None),
         fail_fast=bool(getattr(args, "fail_fast", False)),

@@ -163,6 +163,8 @@ class Settings(_Strict):
     strategy: Literal["rest", "imports", "auto"] = "rest"
     imports: Imports = Field(default_factory=Imports)
     max_invalid_ratio: float = Field(default=0.5, ge=0, le=1)
+    # Excel's row number of the header in every input; None: found in the first 20 rows.
+    header_row: int | None = Field(default=None, ge=1)
     progress_interval_s: float = Field(default=30.0, gt=0)
 
     def column_aliases(self) -> dict[str, list[str]]:

@@ -22,37 +22,79 @@ from importer.models import CANONICAL_FIELDS, METADATA_PREFIX
 # One entry per wording; spelling variants (case, spaces, _ - .) are covered by `_squash`.
 BUILTIN_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        "customer_id": ("Customer ID", "customer", "cust id", "customer identifier"),
+        "customer_id": (
+            "Customer ID", "customer", "cust id", "customer identifier",
+            "Kunde", "Client", "Cliente", "Klant",
+            # fr, de, es, it, pt, nl
+            "ID client", "Identifiant client", "Client ID",
+            "Kunden-ID", "Kundenkennung", "Kunde ID",
+            "ID de cliente", "ID del cliente", "Identificador de cliente",
+            "ID cliente",
+            "ID do cliente", "Identificador do cliente",
+            "Klant-ID", "Klant ID", "Klantidentificatie",
+        ),
         "customer_email": (
-            "Customer Email",
-            "Customer E-mail",
-            "email",
-            "e-mail",
-            "Email Address",
-            "customer email address",
+            "Customer Email", "Customer E-mail", "email", "e-mail", "Email Address",
+            "customer email address", "mail",
+            "Courriel", "Adresse e-mail", "Adresse électronique", "E-mail client", "Courriel client",
+            "Kunden-E-Mail", "E-Mail-Adresse", "Kunden E-Mail-Adresse", "Mail-Adresse",
+            "Correo electrónico", "Correo", "Correo del cliente", "Email del cliente",
+            "Correo electrónico del cliente",
+            "Email cliente", "Indirizzo email", "Posta elettronica", "E-mail del cliente",
+            "E-mail do cliente", "Endereço de e-mail", "Correio eletrónico", "Correio eletrônico",
+            "Klant-e-mail", "E-mailadres", "E-mail klant",
         ),
         # "Payment Method Type" is a type, not `payment_method_id`: after squashing the two
         # stay distinct ("paymentmethodtype" vs "paymentmethod"/"paymentmethodid").
-        "payment_source_type": ("Payment Source Type", "source type", "payment type", "Payment Method Type"),
-        "payment_source_id": ("Payment Source ID", "source id", "card id"),
-        "payment_source_token": (
-            "Payment Source Token",
-            "Card Token",
-            "PSP token",
-            "gateway token",
-            "pm token",
-            "source token",
-            "payment token",
+        "payment_source_type": (
+            "Payment Source Type", "source type", "payment type", "Payment Method Type",
+            "Type de source de paiement", "Type de moyen de paiement", "Type de paiement",
+            "Zahlungsquellentyp", "Zahlungsquelle Typ", "Zahlungsart",
+            "Tipo de fuente de pago", "Tipo de pago", "Tipo di fonte di pagamento", "Tipo di pagamento",
+            "Tipo de fonte de pagamento", "Tipo de pagamento",
+            "Type betaalbron", "Betaalbrontype", "Betaalmethode type",
         ),
-        "customer_token": ("Customer Token", "gateway customer", "cus token", "gateway customer token"),
+        "payment_source_id": (
+            "Payment Source ID", "source id", "card id",
+            "ID source de paiement", "ID de la source de paiement", "Zahlungsquellen-ID", "Zahlungsquelle ID",
+            "ID de fuente de pago", "ID fonte di pagamento", "ID da fonte de pagamento",
+            "ID de fonte de pagamento", "Betaalbron-ID", "Betaalbron ID",
+        ),
+        "payment_source_token": (
+            "Payment Source Token", "Card Token", "PSP token", "gateway token", "pm token",
+            "source token", "payment token",
+            "Jeton", "Jeton de paiement", "Jeton de carte", "Zahlungstoken", "Karten-Token",
+            "Token de pago", "Token de tarjeta", "Token di pagamento", "Token della carta",
+            "Token de pagamento", "Token do cartão", "Betaaltoken", "Kaarttoken",
+        ),
+        "customer_token": (
+            "Customer Token", "gateway customer", "cus token", "gateway customer token",
+            "gateway customer id", "Stripe customer", "Stripe customer id", "PSP customer",
+            "PSP customer id", "Braintree customer id", "Adyen shopper reference", "shopper reference",
+            "Jeton client", "Kunden-Token", "Token de cliente", "Token cliente", "Token do cliente",
+            "Klanttoken",
+        ),
         "payment_method_id": ("Payment Method ID", "payment method"),
-        "reference": ("Reference", "ref", "external id", "external reference"),
-        "reference_origin": ("Reference Origin", "ref origin"),
-        "metadata": ("Metadata", "meta"),
+        "reference": (
+            "Reference", "ref", "external id", "external reference",
+            "Référence", "Referenz", "Referencia", "Riferimento", "Referência", "Referentie", "Kenmerk",
+        ),
+        "reference_origin": (
+            "Reference Origin", "ref origin",
+            "Origine de la référence", "Referenzherkunft", "Herkunft der Referenz",
+            "Origen de la referencia", "Origine del riferimento", "Origem da referência",
+            "Herkomst referentie",
+        ),
+        "metadata": ("Metadata", "meta", "Métadonnées", "Metadaten", "Metadatos", "Metadati", "Metadados"),
     }
-)
+)  # fmt: skip
 
 _NO_ALIASES: Mapping[str, Sequence[str]] = MappingProxyType({})
+_NO_OVERRIDES: Mapping[str, str | None] = MappingProxyType({})
+_ID_VALUE = re.compile(r"[A-Za-z0-9]{10}")
+# Header words that name a customer without saying "id": only these are checked against values.
+_LOOSE_CUSTOMER = frozenset({"customer", "cust", "kunde", "client", "cliente", "klant"})
+_GATEWAY_CUSTOMER = re.compile(r"(?:cus|cust|customer|shopper)_[A-Za-z0-9]+")
 _SQUASH = re.compile(r"[\s_.\-]+")
 _METADATA_COLUMN = re.compile(r"^metadata(?:\s*[.:]\s*|\s+)(?P<key>\S.*)$", re.IGNORECASE | re.DOTALL)
 
@@ -151,9 +193,15 @@ def check_aliases(extra_aliases: Mapping[str, Sequence[str]]) -> None:
 
 
 def match_headers(
-    headers: Sequence[str], extra_aliases: Mapping[str, Sequence[str]] = _NO_ALIASES
+    headers: Sequence[str],
+    extra_aliases: Mapping[str, Sequence[str]] = _NO_ALIASES,
+    *,
+    overrides: Mapping[str, str | None] = _NO_OVERRIDES,
 ) -> HeaderMap:
-    """Map each header to a field; the first column giving a field wins, later ones conflict."""
+    """Map each header to a field; the first column giving a field wins, later ones conflict.
+
+    `overrides` (header → field, or None for none) come from the columns' values and win over
+    the names (see `fitting_overrides`)."""
     table = _alias_table(extra_aliases)
     columns: dict[str, str] = {}
     first_index: dict[str, tuple[str, int]] = {}
@@ -161,7 +209,10 @@ def match_headers(
     conflicts: list[HeaderConflict] = []
     for index, header in enumerate(headers):
         key = normalize_header(header)
-        target = table.get(key) or (key if key.startswith(METADATA_PREFIX) else None)
+        if header in overrides:
+            target = overrides[header]
+        else:
+            target = table.get(key) or (key if key.startswith(METADATA_PREFIX) else None)
         if target is None:
             if key:
                 unknown.setdefault(header, None)
@@ -198,3 +249,45 @@ def missing_required(hm: HeaderMap) -> list[str]:
                 "a payment source (payment_source_type + payment_source_id, or payment_source_token)"
             )
     return missing
+
+
+def _mostly(values: Sequence[str], pattern: re.Pattern[str]) -> bool:
+    return sum(1 for v in values if pattern.fullmatch(v)) * 2 > len(values)
+
+
+def fitting_overrides(
+    hm: HeaderMap,
+    samples: Mapping[str, Sequence[str]],
+    extra_aliases: Mapping[str, Sequence[str]] = _NO_ALIASES,
+) -> dict[str, str | None]:
+    """Headers whose values say the name misled: header → the field they fit (None: no field).
+
+    A column named only "Customer" (or "Kunde", "Client", …) whose values are mostly not ids is
+    not the customer id when another column names the customer (an e-mail column, or a second
+    customer-id column such as "Customer ID"): gateway customers (`cus_…`) become
+    `customer_token`, names become an unknown column. Without such a column it stays the id, and
+    its rows say the values are not ids. A config alias is the user's explicit word and is never
+    second-guessed; nor is a column whose values cannot be seen.
+    """
+    overrides: dict[str, str | None] = {}
+    fields = hm.fields
+    explicit = {
+        normalize_header(name)
+        for names in extra_aliases.values()
+        for name in ((names,) if isinstance(names, str) else names)
+    }
+    two_ids = any(c.field == "customer_id" for c in hm.conflicts)
+    candidates = [h for h, target in hm.columns.items() if target == "customer_id"]
+    candidates += [c.second for c in hm.conflicts if c.field == "customer_id"]
+    for header in candidates:
+        key = normalize_header(header)
+        if key in explicit or key not in _LOOSE_CUSTOMER:
+            continue
+        values = samples.get(header) or ()
+        if not values or _mostly(values, _ID_VALUE) or not ("customer_email" in fields or two_ids):
+            continue
+        if _mostly(values, _GATEWAY_CUSTOMER) and "customer_token" not in fields:
+            overrides[header] = "customer_token"
+        else:
+            overrides[header] = None
+    return overrides

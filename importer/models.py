@@ -78,6 +78,9 @@ class SourceRow:
     fields: dict[str, str]
     cell_errors: tuple[str, ...] = ()
     columns: Mapping[str, str] = field(default_factory=dict)
+    # `metadata.<key>` → the workbook's own value (number, boolean, ISO date) where it had one;
+    # the metadata keeps that JSON type instead of the cell's text (README, "Input rules").
+    typed: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

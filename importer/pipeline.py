@@ -52,6 +52,7 @@ class RunOptions:
     run_id: str
     report_dir: Path | None = None
     sheets: tuple[str, ...] | None = None
+    header_row: int | None = None  # --header-row; wins over the config key
     dry_run: bool = False
     max_rows: int | None = None
     fail_fast: bool = False
@@ -90,6 +91,8 @@ def inputs_fingerprint(loader: Loader, sheets: Sequence[str] | None = None) -> s
     """Identifies "the same input" for resume: the files' names and contents, and which sheets."""
     h = hashlib.sha256()
     h.update(repr(sorted(sheets) if sheets else None).encode())
+    if loader.header_row is not None:  # another header row is another reading of the same files
+        h.update(f"header_row={loader.header_row}".encode())
     for path in loader.files():
         h.update(path.encode())
         h.update(_sha256_file(path).encode())
@@ -151,6 +154,9 @@ def _base_summary(
                 "sheets_skipped": list(f.sheets_skipped),
                 "rows": f.rows,
                 "blank_rows": f.blank_rows,
+                "header_rows": list(f.header_rows),
+                "totals_rows": list(f.totals_rows),
+                "hidden_rows": f.hidden_rows,
             }
             for f in loader.file_infos
         ],
@@ -164,7 +170,12 @@ def execute(settings: Settings, opts: RunOptions) -> CommandResult:
     started = time.monotonic()
     started_at = _now_iso()
     report_dir = opts.report_dir or default_report_dir(opts.run_id)
-    loader = Loader(opts.inputs, sheets=opts.sheets, aliases=settings.column_aliases())
+    loader = Loader(
+        opts.inputs,
+        sheets=opts.sheets,
+        aliases=settings.column_aliases(),
+        header_row=opts.header_row or settings.header_row,
+    )
     loader.files()  # a missing input fails here, before an empty report dir is left behind
     ensure_writable_dir(report_dir)
     defaults = Defaults(

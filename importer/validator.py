@@ -15,6 +15,9 @@ Rules (see `validate_row`):
   would create different wallet entries and only the person can say which one is meant.
   `customer_token` / `payment_method_id` next to a `payment_source_id` are an error for the
   same reason (they only mean something with a token).
+* Invisible characters (zero-width space and friends) are removed from ids, types, tokens and
+  e-mails before any check, so `validate` and `run` see the same key; `Name <address>` is
+  the address.
 * Ids are exactly 10 ASCII letters/digits; emails are checked with a pragmatic pattern and
   kept as written (the API may match them case-sensitively; keys fold case, models.Pairing);
   tokens are non-empty, without whitespace, at most 255 characters; `metadata` is a JSON object.
@@ -39,6 +42,23 @@ _EMAIL_LOCAL = r"[^\s@<>()\[\],;:\"]+"
 _EMAIL_LABEL = r"[^\s@<>()\[\],;:\"._]+"
 _EMAIL = re.compile(rf"{_EMAIL_LOCAL}@(?:{_EMAIL_LABEL}\.)+(?:[^\W\d_]{{2,}}|xn--[A-Za-z0-9-]+)")
 _SQUASH = re.compile(r"[\s_.\-]+")
+# Characters nobody sees, which copy-paste from web pages and mail clients brings along: zero-width
+# space, non-joiner, joiner, word joiner, BOM, soft hyphen. Removed from ids, types, tokens and
+# e-mails (a look-up with them finds nothing); references and metadata keep them as given.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+_KEY_FIELDS = frozenset(
+    {
+        "customer_id",
+        "customer_email",
+        "payment_source_type",
+        "payment_source_id",
+        "payment_source_token",
+        "customer_token",
+        "payment_method_id",
+    }
+)
+# "Ada Lovelace <ada@example.com>", as mail clients copy an address.
+_NAMED_ADDRESS = re.compile(r"[^<>]*<\s*([^<>\s]+@[^<>\s]+)\s*>")
 MAX_TOKEN_LENGTH = 255
 # A value this long in a field that is sent is a paste gone wrong, not data; sending it would
 # cost a rate-limited request only to be refused (the API's own size limits are unpublished).
@@ -66,6 +86,13 @@ _SOURCE_TYPES = MappingProxyType(_source_type_spellings())
 def normalize_source_type(text: str) -> str | None:
     """The API type for how a person wrote it ("Stripe payment", "wire-transfers"); None if unknown."""
     return _SOURCE_TYPES.get(_SQUASH.sub("", text.casefold()))
+
+
+def strip_invisible(value: str) -> str:
+    """`value` without the invisible characters above (and the spaces they hid at its ends)."""
+    if value.isascii():
+        return value
+    return value.translate(_INVISIBLE).strip()
 
 
 @dataclass(frozen=True)
@@ -109,6 +136,10 @@ class _Check:
 
     def __init__(self, row: SourceRow) -> None:
         self.row = row
+        self.fields = {
+            target: strip_invisible(value) if target in _KEY_FIELDS else value
+            for target, value in row.fields.items()
+        }
         self.names = _column_names(row)
         self.problems: list[str] = list(row.cell_errors)
         self.type_given: str | None = None
@@ -117,7 +148,7 @@ class _Check:
         return repr(self.names.get(target, target))
 
     def get(self, target: str) -> str | None:
-        return self.row.fields.get(target) or None
+        return self.fields.get(target) or None
 
     def add(self, message: str) -> None:
         self.problems.append(message)
@@ -158,11 +189,13 @@ class _Check:
         value = self.get("customer_email")
         if value is None:
             return None
-        if _EMAIL.fullmatch(value) and ".." not in value:
-            return value
+        named = _NAMED_ADDRESS.fullmatch(value)
+        address = named.group(1) if named else value
+        if _EMAIL.fullmatch(address) and ".." not in address:
+            return address
         self.add(
             f"column {self.name('customer_email')}: {value!r} is not an email address; "
-            "write it as name@example.com (one address, no name or brackets around it)"
+            "write it as name@example.com (one address per cell)"
         )
         return None
 
@@ -195,9 +228,11 @@ class _Check:
                     f"column {self.name('metadata')}: must be a JSON object, for example "
                     '{"key": "value"} (curly braces, keys and text in double quotes)'
                 )
+        typed = self.row.typed
         for target, value in self.row.fields.items():
             if target.startswith(METADATA_PREFIX) and value:
-                merged[target[len(METADATA_PREFIX) :]] = value
+                # A workbook's number, boolean or date keeps its JSON type; text stays text.
+                merged[target[len(METADATA_PREFIX) :]] = typed.get(target, value)
         return merged
 
 

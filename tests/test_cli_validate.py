@@ -235,6 +235,7 @@ def test_rows_in_equal_rows_out_in_input_order(tmp_path: Path) -> None:
     b = summary["files"][1]
     assert b["path"] == "b.xlsx" and b["sheets"] == ["Jan", "Feb"] and b["sheets_skipped"] == ["Notes"]
     assert len(b["sha256"]) == 64
+    assert (b["header_rows"], b["totals_rows"], b["hidden_rows"]) == ([1, 1], [], 0)
 
 
 def test_summary_json_keys(tmp_path: Path) -> None:
@@ -432,3 +433,61 @@ def test_literal_secret_in_readable_config_is_warned_not_printed(
     assert SECRET not in captured.err and SECRET not in captured.out
     for path in (tmp_path / "out").iterdir():
         assert SECRET.encode() not in path.read_bytes()
+
+
+# -- issue 9: reading flags --------------------------------------------------------------------------
+
+
+def test_header_row_flag_and_config_key_name_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [valid_row(0)]
+    (tmp_path / "in.csv").write_text(
+        "Exported 2024-05-01,,,,\n" + ",".join(HEADER) + "\n" + "\n".join(",".join(r) for r in rows) + "\n"
+    )
+    assert validate("in.csv", "--report-dir", "found") == 0
+    found = [e for e in log_lines(capsys.readouterr().err) if e["event"] == "input.header_row"]
+    assert [e["row"] for e in found] == [2]
+    results = read_csv(tmp_path / "found" / "results.csv")
+    assert [(r["row_number"], r["status"]) for r in results] == [("3", "valid")]
+    # Row 1 as the header: its "columns" are not the required ones, so exit 2 naming them.
+    assert validate("in.csv", "--header-row", "1", "--report-dir", "one") == 2
+    assert "missing required columns" in capsys.readouterr().err
+    (tmp_path / "cfg.yaml").write_text("header_row: 1\n")
+    assert validate("in.csv", "-c", "cfg.yaml", "--report-dir", "cfg") == 2
+    # The flag wins over the config key.
+    assert validate("in.csv", "-c", "cfg.yaml", "--header-row", "2", "--report-dir", "flag") == 0
+
+
+def test_sheet_on_a_csv_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_csv(tmp_path / "in.csv", HEADER, [valid_row(0)])
+    assert validate("in.csv", "--sheet", "Data", "--report-dir", "out") == 2
+    assert "in.csv: is a CSV/text file, which has no sheets, but --sheet was given" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before a report folder is left behind
+
+
+def test_a_fed_back_report_points_at_the_original_rows_and_keeps_a_typed_apostrophe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 9: a raw `'-5 promo` is kept; re-fed failures.csv rows keep their file/sheet/row."""
+    rows = [
+        [cid(1), "", "stripe_payments", psid(1), "'-5 promo"],
+        ["short", "", "stripe_payments", psid(2), "'-5 promo"],  # row 3: invalid id
+    ]
+    write_xlsx(tmp_path / "book.xlsx", {"Q4": [HEADER, *rows]})
+    assert validate("book.xlsx", "--report-dir", "first") == 1  # one of two rows invalid
+    first = read_csv(tmp_path / "first" / "results.csv")
+    assert first[0]["reference"] == "''-5 promo"  # the CSV guard on top of the typed apostrophe
+    assert [
+        (f["source_file"], f["source_sheet"], f["source_row"])
+        for f in read_csv(tmp_path / "first" / "failures.csv")
+    ] == [("book.xlsx", "Q4", "3")]
+    assert validate("first/failures.csv", "--report-dir", "second") == 2
+    again = read_csv(tmp_path / "second" / "results.csv")
+    assert [(r["source_file"], r["sheet"], r["row_number"], r["status"]) for r in again] == [
+        ("book.xlsx", "Q4", "3", "invalid")
+    ]
+    assert again[0]["reference"] == "''-5 promo"  # still `'-5 promo`, not `-5 promo`
+    line = read_csv(tmp_path / "second" / "failures.csv")[0]
+    assert (line["source_file"], line["source_sheet"], line["source_row"]) == ("book.xlsx", "Q4", "3")
+    capsys.readouterr()

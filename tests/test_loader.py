@@ -172,13 +172,17 @@ def test_excels_sep_line_names_the_delimiter_and_is_not_a_row(tmp_path: Path) ->
     assert loader.file_infos[0].delimiter == ";"
 
 
-def test_ragged_rows_are_padded_and_cells_without_a_header_dropped(tmp_path: Path) -> None:
+def test_ragged_rows_are_padded_and_extra_cells_fail_the_row(tmp_path: Path) -> None:
     path = write_text(
         tmp_path / "r.csv", "Customer ID,Card Token,Note\nCUST000001,tok\nCUST000002,tok2,n,extra,\n"
     )
     rows = load(path)
     assert rows[0].raw == {"Customer ID": "CUST000001", "Card Token": "tok", "Note": ""}
+    assert rows[0].cell_errors == ()
     assert rows[1].raw == {"Customer ID": "CUST000002", "Card Token": "tok2", "Note": "n"}
+    # The extra cell is not dropped in silence: the row fails, naming it (issue 9).
+    assert len(rows[1].cell_errors) == 1
+    assert "1 more value than the header has columns: 'extra'" in rows[1].cell_errors[0]
 
 
 def test_an_unclosed_quote_is_a_clear_error(tmp_path: Path) -> None:
@@ -331,15 +335,24 @@ def test_control_characters_and_ooxml_escapes_in_excel_strings(tmp_path: Path) -
     assert [row.raw[h] for h in heads] == cells
 
 
-def test_a_neutralized_formula_reads_back_as_the_original(tmp_path: Path) -> None:
+def test_a_neutralized_formula_reads_back_as_the_original_only_in_our_own_report(tmp_path: Path) -> None:
     cells = ["'=1+1", "'+49 30 123", "'-5", "'@SUM(A1)", "''=x", "'plain"]
     heads = [f"c{i}" for i in range(len(cells))]
+    report_head = ["source_file", "source_sheet", "source_row", *HEADER, *heads, "error_code", "error_detail"]
+    report = write_csv(
+        tmp_path / "failures.csv", [report_head, ["in.xlsx", "S", "7", *ROW, *cells, "X", "'-detail"]]
+    )
+    row = load(report)[0]
+    assert [row.raw[h] for h in heads] == ["=1+1", "+49 30 123", "-5", "@SUM(A1)", "'=x", "'plain"]
+    assert (row.source_file, row.sheet, row.row_number) == ("in.xlsx", "S", 7)
+    assert "error_code" not in row.raw and "source_file" not in row.raw
+    # A raw sheet keeps its apostrophes as typed (issue 9): only our reports are neutralized by us.
     for path in (
         write_csv(tmp_path / "f.csv", [[*HEADER, *heads], [*ROW, *cells]]),
         write_xlsx(tmp_path / "f.xlsx", {"S": [[*HEADER, *heads], [*ROW, *cells]]}),
     ):
         row = load(path)[0]
-        assert [row.raw[h] for h in heads] == ["=1+1", "+49 30 123", "-5", "@SUM(A1)", "'=x", "'plain"]
+        assert [row.raw[h] for h in heads] == cells
 
 
 # -- rows, blank rows, row numbers ----------------------------------------------------------------
@@ -578,8 +591,11 @@ def test_an_ods_workbook(tmp_path: Path) -> None:
     )
 
 
-def test_csv_ignores_sheet_selection(tmp_path: Path) -> None:
-    assert len(load(write_csv(tmp_path / "s.csv", [HEADER, ROW]), sheets=["X"])) == 1
+def test_sheet_selection_on_a_csv_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(
+        SourceError, match=r"s.csv: is a CSV/text file, which has no sheets, but --sheet was given"
+    ):
+        load(write_csv(tmp_path / "s.csv", [HEADER, ROW]), sheets=["X"])
 
 
 # -- files and folders ------------------------------------------------------------------------

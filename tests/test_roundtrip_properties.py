@@ -1,5 +1,8 @@
 """Property: any table of text cells we write (neutralized, as report.py does) reads back identical.
 
+The tables carry the report's own columns (source_*, error_*), because only an importer report
+gets its neutralization undone on reading; a raw sheet keeps a leading apostrophe as typed.
+
 Cells are strip-stable because the loader trims; all-blank rows are allowed and must be
 skipped without shifting the row numbers of the others.
 """
@@ -52,6 +55,15 @@ def expected(headers: list[str], rows: list[list[str]]) -> list[tuple[int, dict[
     return [(i + 2, dict(zip(headers, row, strict=True))) for i, row in enumerate(rows) if any(row)]
 
 
+HEAD = ["source_file", "source_sheet", "source_row"]
+TAIL = ["error_code", "error_detail"]
+
+
+def as_report(record: list[str]) -> list[str]:
+    """A report line: empty source columns (the row's own number stands) and an error column."""
+    return [*([""] * len(HEAD)), *record, "", ""]
+
+
 def read_back(path: Path) -> list[tuple[int, dict[str, str]]]:
     return [(r.row_number, r.raw) for r in Loader([str(path)])]
 
@@ -64,7 +76,7 @@ def test_csv_round_trip(table: tuple[list[str], list[list[str]]]) -> None:
         path = Path(tmp) / "t.csv"
         with open(path, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
-            for record in [headers, *rows]:
+            for record in [HEAD + headers + TAIL, *map(as_report, rows)]:
                 writer.writerow([neutralize(c) for c in record])
         assert read_back(path) == expected(headers, rows)
 
@@ -77,7 +89,7 @@ def test_xlsx_round_trip(table: tuple[list[str], list[list[str]]]) -> None:
         path = Path(tmp) / "t.xlsx"
         book = xlsxwriter.Workbook(str(path))
         sheet = book.add_worksheet("Data")
-        for r, record in enumerate([headers, *rows]):
+        for r, record in enumerate([HEAD + headers + TAIL, *map(as_report, rows)]):
             for c, text in enumerate(record):
                 if text:
                     sheet.write_string(r, c, neutralize(text))
@@ -96,6 +108,6 @@ def test_csv_round_trip_with_other_delimiters(
         path = Path(tmp) / "t.csv"
         with open(path, "w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.writer(fh, delimiter=delimiter)
-            for record in [headers, *rows]:
+            for record in [HEAD + headers + TAIL, *map(as_report, rows)]:
                 writer.writerow([neutralize(c) for c in record])
         assert read_back(path) == expected(headers, rows)

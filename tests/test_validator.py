@@ -306,6 +306,42 @@ def test_good_emails(email: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("cell", "email"),
+    [
+        ("Ann <A@b.de>", "A@b.de"),  # kept as written (a2: e-mail case)
+        ('"Lovelace, Ada" < ada@example.com >', "ada@example.com"),
+        ("<ada@example.com>", "ada@example.com"),
+    ],
+)
+def test_a_name_and_address_is_unwrapped_to_the_address(cell: str, email: str) -> None:
+    """Issue 9: `Name <address>`, as mail clients copy it, is the address."""
+    assert ok({"customer_email": cell, "payment_source_token": "t"}).customer_email == email
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\u200c", "\u200d", "\ufeff", "\u00ad", "\u2060"])
+def test_invisible_characters_leave_keys_but_not_references_or_metadata(char: str) -> None:
+    """Issue 9: a zero-width space in an e-mail passed validate and failed run; now the key fields
+    lose them (validate and run see the same pairing), and free text keeps them."""
+    pairing = ok(
+        {
+            "customer_email": f"ada{char}@example.com{char}",
+            "payment_source_type": f"stripe{char}_payments",
+            "payment_source_id": f"{char}PSRC000001",
+            "reference": f"ref{char}1",
+            "metadata.note": f"n{char}",
+        }
+    )
+    assert pairing.customer_email == "ada@example.com"
+    assert pairing.payment_source_type == "stripe_payments"
+    assert pairing.payment_source_id == "PSRC000001"
+    assert pairing.key() == "email:ada@example.com|stripe_payments:PSRC000001"
+    assert pairing.reference == f"ref{char}1"
+    assert pairing.metadata["note"] == f"n{char}"
+    token = ok({"customer_id": CID, "payment_source_token": f"tok{char}_1", "customer_token": f"cus{char}_9"})
+    assert (token.payment_source_token, token.customer_token) == ("tok_1", "cus_9")
+
+
+@pytest.mark.parametrize(
     "email",
     [
         "a",
@@ -314,7 +350,8 @@ def test_good_emails(email: str) -> None:
         "@b.co",
         "a b@c.de",
         "a@@b.de",
-        "Ann <a@b.de>",
+        "Ann <a@b.de",
+        "Ann <a@b.de> <c@d.de>",
         "a@b..de",
         "a..b@c.de",
         "a@b.c0m1",
