@@ -59,7 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="create the pairings over the API")
     _common(r)
     r.add_argument("--dry-run", action="store_true", help="validate and look up, create nothing")
-    r.add_argument("--env", choices=["test", "live"], help="rate-limit preset (overrides rate_limit.preset)")
+    r.add_argument(
+        "--env",
+        choices=["test", "live"],
+        help="rate-limit preset (overrides rate_limit.preset; default: what the access token says)",
+    )
+    r.add_argument(
+        "--force", action="store_true", help="use live limits even when the token is for a test organization"
+    )
     r.add_argument("--max-rows", type=int, metavar="N", help="canary: import only the first N valid rows")
     r.add_argument("--fail-fast", action="store_true", help="stop at the first failed row")
     r.add_argument(
@@ -71,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-readback",
         action="store_true",
         help="imports strategy: do not read back the ids of imports that completed without errors",
+    )
+    r.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="if another run holds the journal, wait up to this long for it (journal.wait_s)",
     )
 
     d = sub.add_parser("demo", help="start the sandbox in-process and import samples/ into it")

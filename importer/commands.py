@@ -26,6 +26,8 @@ def _settings(args: argparse.Namespace, config_path: str | None) -> Settings:
         overrides["strategy"] = args.strategy
     if getattr(args, "no_readback", False):
         overrides["imports.readback"] = "none"
+    if getattr(args, "wait", None) is not None:
+        overrides["journal.wait_s"] = args.wait
     settings, warnings = load_settings(config_path, overrides=overrides)
     for w in warnings:
         log.warning("config.warning", warning=w)
@@ -45,6 +47,7 @@ def _options(args: argparse.Namespace, command: str) -> RunOptions:
         dry_run=bool(getattr(args, "dry_run", False)),
         max_rows=getattr(args, "max_rows", None),
         fail_fast=bool(getattr(args, "fail_fast", False)),
+        force=bool(getattr(args, "force", False)),
         progress=show_progress_bar(args),
     )
 

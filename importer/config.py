@@ -35,6 +35,11 @@ ENV_OVERRIDES = {
     "CL_CLIENT_SECRET": "client_secret",
     "CL_SCOPE": "scope",
 }
+SCOPE_WARNING = (
+    "commercelayer.scope is set ({scope}): a market or stock-location scope can hide customers and "
+    "payment methods from the look-ups, so rows fail as not found or existing entries are missed; "
+    "an import of wallet entries should run without a scope (unset commercelayer.scope / CL_SCOPE)"
+)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -65,9 +70,37 @@ class CommerceLayer(_Strict):
             )
         return value
 
+    @field_validator("base_url")
+    @classmethod
+    def _no_path(cls, value: str | None) -> str | None:
+        # The importer appends /api/... itself: `…/api` would make every request /api/api/… and
+        # every row fail with NOT_FOUND (measured before this check: exit 1, all rows failed).
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.path or parts.query or parts.fragment:
+            rest = value[len(f"{parts.scheme}://{parts.netloc}") :]
+            raise ValueError(
+                f"{value!r} has a path ({rest}); write only the scheme and host, "
+                f"e.g. {parts.scheme}://{parts.netloc} (the importer adds /api/… itself)"
+            )
+        return value
+
+    @field_validator("auth_url")
+    @classmethod
+    def _token_endpoint(cls, value: str) -> str:
+        if not urlsplit(value).path.endswith("/oauth/token"):
+            raise ValueError(
+                f"{value!r} is not a token endpoint (its path must end in /oauth/token); "
+                "use https://auth.commercelayer.io/oauth/token, or leave commercelayer.auth_url unset"
+            )
+        return value
+
 
 class RateLimit(_Strict):
-    preset: Literal["test", "live"] = "test"
+    # None = not given: the preset follows the access token's `test` claim (identity.py), and
+    # until the token is read, the test numbers (the stricter ones) apply.
+    preset: Literal["test", "live"] | None = None
     burst: int | None = Field(default=None, gt=0)
     burst_window_s: float = Field(default=10.0, gt=0)
     average: int | None = Field(default=None, gt=0)
@@ -78,11 +111,19 @@ class RateLimit(_Strict):
 
     @property
     def burst_limit(self) -> int:
-        return self.burst if self.burst is not None else PRESETS[self.preset]["burst"]
+        return self.limits_for(self.preset)[0]
 
     @property
     def average_limit(self) -> int:
-        return self.average if self.average is not None else PRESETS[self.preset]["average"]
+        return self.limits_for(self.preset)[1]
+
+    def limits_for(self, preset: str | None) -> tuple[int, int]:
+        """(burst, average) under `preset`; explicit `burst`/`average` always win."""
+        numbers = PRESETS[preset or "test"]
+        return (
+            self.burst if self.burst is not None else numbers["burst"],
+            self.average if self.average is not None else numbers["average"],
+        )
 
 
 class Retry(_Strict):
@@ -122,6 +163,8 @@ class Report(_Strict):
 
 class Journal(_Strict):
     path: str = ".importer/journal.sqlite"
+    # A run that finds the journal in use by another run waits this long for it (0: refuse at once).
+    wait_s: float = Field(default=0.0, ge=0)
 
 
 # Documented cacheable-read limits (shared/commercelayer-api.md §2): GET /api/imports is cacheable.
@@ -287,4 +330,6 @@ def load_settings(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    if settings.commercelayer.scope:
+        warnings.append(SCOPE_WARNING.format(scope=settings.commercelayer.scope))
     return settings, warnings

@@ -23,12 +23,15 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+import structlog
+
 from importer.auth import AuthFailed, TokenProvider
 from importer.client import Abort, ApiClient
 from importer.config import Settings
 from importer.create import Creator
 from importer.errors import RunAborted
 from importer.existence import ExistenceChecker
+from importer.identity import choose_preset, decode_claims
 from importer.journal import Journal
 from importer.limits import Windows, WindowSpec
 from importer.models import Outcome, RowStatus
@@ -41,6 +44,7 @@ from importer.transport import AiohttpSender, Sender
 from importer.wallets import Rechecker, WalletReader
 
 _DONE = None  # end-of-stream marker in the queues
+log = structlog.get_logger("importer")
 
 
 class _Run:
@@ -60,7 +64,9 @@ class _Run:
         stop: asyncio.Event,
         progress: RunProgress,
         stats: DispatchStats,
+        force: bool = False,
     ) -> None:
+        self.force = force
         self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
         self.dry_run, self.max_rows, self.fail_fast, self.stop = dry_run, max_rows, fail_fast, stop
         self.progress, self.stats = progress, stats
@@ -109,6 +115,19 @@ class _Run:
         self.halt = asyncio.Event()  # stop, fail_fast or abort: take no new rows
         self.abort: str | None = None
         self.crash: Exception | None = None  # a bug in a task: re-raised once everything is stopped
+
+    def follow_token(self, token: str) -> None:
+        """Pick the rate-limit preset from the token's `test` claim (identity.py) and retune the
+        windows to it; warn, or refuse, when a preset was given and disagrees."""
+        rl = self.settings.rate_limit
+        choice = choose_preset(rl.preset, decode_claims(token), force=self.force)
+        if choice.warning:
+            log.warning("run.preset_mismatch", warning=choice.warning, preset=choice.preset)
+        self.stats.rate_limit_preset = choice.preset
+        burst, average = rl.limits_for(choice.preset)
+        self.windows.retune(
+            WindowSpec(burst, rl.burst_window_s, average, rl.average_window_s, rl.safety_margin_s)
+        )
 
     # -- outcomes ---------------------------------------------------------------------------
     def settle(self, seq: int, outcome: Outcome) -> None:
@@ -211,10 +230,11 @@ class _Run:
 
     async def run(self) -> None:
         try:
-            await self.tokens.get()  # bad credentials abort before any row is touched
+            token = await self.tokens.get()  # bad credentials abort before any row is touched
         except AuthFailed as exc:
             self.abort = str(exc)
             return
+        self.follow_token(token)  # may refuse (PresetRefused) before any /api request
         producers = [asyncio.create_task(self.guarded(self.feed()), name="importer-feed")]
         workers = [
             asyncio.create_task(self.guarded(self.work()), name=f"importer-worker-{i}")
@@ -278,6 +298,7 @@ async def dispatch(
     total: int,
     progress_bar: bool,
     sender: Sender | None = None,
+    force: bool = False,
 ) -> DispatchStats:
     """Settle the run's open rows. Returns the stats; raises RunAborted when the run cannot go on.
 
@@ -321,6 +342,7 @@ async def dispatch(
             stop=stop,
             progress=progress,
             stats=stats,
+            force=force,
         )
         await run.run()
     stats.elapsed_s = time.monotonic() - started

@@ -87,6 +87,16 @@ class Windows:
         self._bursts: dict[str, WindowLog] = {}
         self.not_before = float("-inf")
 
+    def retune(self, spec: WindowSpec) -> None:
+        """New limits (the preset the access token called for), keeping every stamp held."""
+        self.spec = spec
+        average = WindowLog(spec.average_limit, spec.average_window_s + spec.margin_s)
+        average._stamps.extend(self.average._stamps)
+        self.average = average
+        old, self._bursts = self._bursts, {}
+        for endpoint, log in old.items():
+            self.burst(endpoint)._stamps.extend(log._stamps)
+
     def burst(self, endpoint: str) -> WindowLog:
         log = self._bursts.get(endpoint)
         if log is None:

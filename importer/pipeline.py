@@ -16,13 +16,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
 from importer import __version__
-from importer.config import Settings
+from importer.config import Settings, is_loopback
 from importer.errors import (
-    EXIT_ABORTED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_ROWS_FAILED,
@@ -38,6 +38,7 @@ from importer.loader import Loader
 from importer.models import SUCCESS_STATUSES, RowStatus
 from importer.problems import ProblemTally
 from importer.report import write_reports
+from importer.runlock import journal_lock
 from importer.validator import Defaults
 
 log = structlog.get_logger("importer")
@@ -57,6 +58,7 @@ class RunOptions:
     max_rows: int | None = None
     fail_fast: bool = False
     progress: bool = False  # a rich progress bar (TTY only)
+    force: bool = False  # live limits on a test organization (identity.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +189,26 @@ def execute(settings: Settings, opts: RunOptions) -> CommandResult:
         # nothing left behind, and a dry run never marks a pairing in the real journal.
         with _scratch_journal() as journal:
             return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)
-    journal = Journal.open(settings.journal.path)
-    try:
-        return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)
-    finally:
-        journal.close()
+    # One run per journal: the lock is taken before the journal is read or written and before
+    # any request, and held until the report is written (runlock.py).
+    with journal_lock(
+        Path(settings.journal.path), command=command_line(opts), wait_s=settings.journal.wait_s
+    ):
+        journal = Journal.open(settings.journal.path)
+        try:
+            return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)
+        finally:
+            journal.close()
+
+
+def command_line(opts: RunOptions) -> str:
+    """What a refused second run is told the holder is doing (inputs and flags, no secrets)."""
+    parts = ["importer", opts.command, *opts.inputs]
+    if opts.max_rows is not None:
+        parts += ["--max-rows", str(opts.max_rows)]
+    if opts.fail_fast:
+        parts.append("--fail-fast")
+    return " ".join(parts)
 
 
 def _execute_with(
@@ -205,9 +222,11 @@ def _execute_with(
     started_at: str,
 ) -> CommandResult:
     run_id = opts.run_id
-    target = settings.commercelayer.base_url or ""
     if opts.command == "run":
         require_credentials(settings)
+        if not settings.commercelayer.base_url:
+            settings = with_derived_base_url(settings)
+    target = settings.commercelayer.base_url or ""
     fingerprint = inputs_fingerprint(loader, opts.sheets)
     resumed = None
     if opts.command == "run" and not opts.dry_run:
@@ -300,8 +319,8 @@ def _execute_with(
                     "interrupted: in-flight requests finished, the rest are not_attempted; "
                     "run again to resume"
                 )
-        except RunAborted as exc:
-            exit_code, state, message = EXIT_ABORTED, "aborted", str(exc)
+        except RunAborted as exc:  # exit 3, or 2 for a refusal before any /api request (--force)
+            exit_code, state, message = exc.exit_code, "aborted", str(exc)
             stats = dict(exc.stats)
         if feed is not None:  # the rest of the input (re-raises an input error: exit 2)
             read = feed.finish()
@@ -399,11 +418,11 @@ def start_streaming_intake(
 
 
 def require_credentials(settings: Settings) -> None:
+    """client_id and client_secret; base_url may be left out: the access token names it."""
     cl = settings.commercelayer
     missing = [
         name
         for name, value in (
-            ("base_url", cl.base_url),
             ("client_id", cl.client_id),
             ("client_secret", cl.client_secret),
         )
@@ -413,6 +432,40 @@ def require_credentials(settings: Settings) -> None:
         keys = ", ".join(f"commercelayer.{m}" for m in missing)
         envs = ", ".join(f"CL_{m.upper()}" for m in missing)
         raise ConfigError(f"{keys} not set; set them in the config file or export {envs}")
+
+
+def with_derived_base_url(settings: Settings) -> Settings:
+    """`commercelayer.base_url` unset: take it from the access token's organization.slug, as
+    Commerce Layer's js-auth does (`https://{slug}.commercelayer.io`). One token request, before
+    the journal is read (the journal keys pairings by API). Exit 3 when no token can be had."""
+    from importer.identity import core_api_base_url, decode_claims
+    from importer.preflight import fetch_token
+
+    try:
+        token = asyncio.run(fetch_token(settings))
+    except RunAborted as exc:
+        raise RunAborted(f"{exc}; nothing was read or sent") from None
+    claims = decode_claims(token)
+    slug = claims.organization_slug if claims is not None else None
+    if not slug:
+        raise ConfigError(
+            "commercelayer.base_url is not set and the access token names no organization; "
+            "set commercelayer.base_url or export CL_BASE_URL=https://yourdomain.commercelayer.io"
+        )
+    url = core_api_base_url(slug)
+    auth_host = urlsplit(settings.commercelayer.auth_url).hostname or ""
+    if is_loopback(auth_host):
+        # A local token endpoint (the sandbox) issues tokens no real API takes: never send one
+        # (or anything else) to a derived public address.
+        raise ConfigError(
+            f"commercelayer.base_url is not set: the token names organization {slug} ({url}), but "
+            f"commercelayer.auth_url {settings.commercelayer.auth_url} is local, so that address is not "
+            "used; set commercelayer.base_url (CL_BASE_URL) to the API that goes with this token endpoint"
+        )
+    log.info("config.base_url_derived", base_url=url, organization=slug)
+    data = settings.model_dump()
+    data["commercelayer"]["base_url"] = url
+    return Settings.model_validate(data)
 
 
 async def _dispatch_with_signals(
@@ -446,6 +499,7 @@ async def _dispatch_with_signals(
             stop=stop,
             total=total,
             progress_bar=opts.progress,
+            force=opts.force,
         )
     finally:
         for sig, previous in installed:

@@ -201,14 +201,14 @@ def test_cl_env_overrides_the_file(tmp_path: Path) -> None:
             "CL_BASE_URL": "https://env.commercelayer.io",
             "CL_CLIENT_ID": "from-env",
             "CL_CLIENT_SECRET": SECRET,
-            "CL_AUTH_URL": "https://auth.example.com/token",
+            "CL_AUTH_URL": "https://auth.example.com/oauth/token",
         },
     )
     assert s.commercelayer.base_url == "https://env.commercelayer.io"
     assert s.commercelayer.client_id == "from-env"
     assert s.commercelayer.client_secret is not None
     assert s.commercelayer.client_secret.get_secret_value() == SECRET
-    assert s.commercelayer.auth_url == "https://auth.example.com/token"
+    assert s.commercelayer.auth_url == "https://auth.example.com/oauth/token"
     assert s.commercelayer.scope == "market:1"  # CL_SCOPE not set: the file's value stays
 
 
@@ -260,6 +260,53 @@ def test_http_to_loopback_is_allowed(tmp_path: Path, url: str) -> None:
 def test_not_a_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not a URL"):
         load(tmp_path, "commercelayer: {base_url: acme.commercelayer.io}")
+
+
+@pytest.mark.parametrize(
+    ("url", "rest"),
+    [
+        ("https://acme.commercelayer.io/api", "/api"),
+        ("https://acme.commercelayer.io/api/", "/api"),
+        ("http://127.0.0.1:8080/api/customers", "/api/customers"),
+        ("https://acme.commercelayer.io?x=1", "?x=1"),
+    ],
+)
+def test_a_base_url_with_a_path_is_refused(tmp_path: Path, url: str, rest: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, f"commercelayer: {{base_url: '{url}'}}")
+    host = url.split("/")[2].split("?")[0]
+    scheme = url.split(":")[0]
+    assert str(err.value) == (
+        f"config key commercelayer.base_url: '{url.rstrip('/')}' has a path ({rest}); write only the "
+        f"scheme and host, e.g. {scheme}://{host} (the importer adds /api/… itself); "
+        "fix it in the config file or the matching CL_* variable"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://auth.commercelayer.io",
+        "https://acme.commercelayer.io/api",
+        "https://auth.commercelayer.io/token",
+    ],
+)
+def test_an_auth_url_that_is_not_a_token_endpoint_is_refused(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match=r"^config key commercelayer\.auth_url: .* is not a token endpoint"):
+        load(tmp_path, "", env={"CL_AUTH_URL": url})
+
+
+def test_a_scope_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    settings, warnings = load_settings(
+        write(tmp_path, "commercelayer: {scope: 'market:code:europe'}"), env={}
+    )
+    assert settings.commercelayer.scope == "market:code:europe"
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "commercelayer.scope is set (market:code:europe): a market or stock-location"
+    )
+    _, none = load_settings(write(tmp_path, "commercelayer: {client_id: x}"), env={})
+    assert none == []
 
 
 def test_is_loopback() -> None:

@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_helpers import (
@@ -38,7 +39,7 @@ from importer.sandbox.settings import DEMO_SEED
 from importer.sandbox.testing import SandboxThread, fast_settings
 
 ROWS = 60
-LONG_WORD = re.compile(r"[A-Za-z0-9_\-]{32,}")
+LONG_WORD = re.compile(r"[A-Za-z0-9_\-.]{32,}")  # with dots: a JWT-shaped token is one word
 
 
 def _texts_of(folder: Path) -> dict[str, str]:
@@ -69,10 +70,10 @@ def test_secret_and_tokens_never_reach_logs_reports_journal_or_errors(
     outputs: dict[str, str] = {}
     with SandboxThread(settings) as sb:
         issued: list[str] = []
-        issue: Callable[[float], tuple[str, float]] = sb.store.issue_token
+        issue: Callable[..., tuple[str, float]] = sb.store.issue_token
 
-        def capture(ttl_s: float) -> tuple[str, float]:
-            token, created = issue(ttl_s)
+        def capture(ttl_s: float, claims: dict[str, Any] | None = None) -> tuple[str, float]:
+            token, created = issue(ttl_s, claims)
             issued.append(token)
             return token, created
 
@@ -156,7 +157,8 @@ def test_secret_and_tokens_never_reach_logs_reports_journal_or_errors(
             api_of(sb),
             tmp_path / "j5.sqlite",
             rate_limit=rate,
-            commercelayer={"auth_url": f"{sb.base_url}/api/customers"},
+            # An API route whose path looks like a token endpoint: it answers with an API error.
+            commercelayer={"auth_url": f"{sb.base_url}/api/oauth/token"},
         )
         odd = cli([*run_argv([tmp_path / "in.csv"], bad_auth, tmp_path / "r5"), "-vv"])
         assert odd.code == 3 and "authentication failed" in odd.err

@@ -95,7 +95,7 @@ class BulkRun:
         )
         # Polling spends the cacheable-read budget (GET /api/imports is cacheable), through a gate
         # of its own: a 429 while polling pauses polling, not the run's writes and reads.
-        cacheable = CACHEABLE_PRESETS[rl.preset]
+        cacheable = CACHEABLE_PRESETS[rl.preset or "test"]  # unset: the stricter numbers
         self.poll_windows = Windows(
             WindowSpec(
                 imp.cacheable_burst or cacheable["burst"],

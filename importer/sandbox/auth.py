@@ -16,6 +16,7 @@ from aiohttp import web
 from importer.sandbox.core import CONTEXT, SANDBOX, Sandbox
 from importer.sandbox.jsonapi import dumps, invalid_token
 from importer.sandbox.ratelimit import retry_after_header
+from importer.sandbox.settings import SandboxSettings
 
 INVALID_CLIENT = {
     "title": "invalid_client",
@@ -81,7 +82,7 @@ async def token(request: web.Request) -> web.Response:
         return _answer({"errors": [UNSUPPORTED_GRANT]}, 400)
     if fields.get("client_id") != settings.client_id or fields.get("client_secret") != settings.client_secret:
         return _answer({"errors": [INVALID_CLIENT]}, 401)
-    access_token, created = sb.store.issue_token(settings.token_ttl_s)
+    access_token, created = sb.store.issue_token(settings.token_ttl_s, token_claims(settings))
     sb.stats.tokens_issued += 1
     return _answer(
         {
@@ -93,6 +94,15 @@ async def token(request: web.Request) -> web.Response:
         },
         200,
     )
+
+
+def token_claims(settings: SandboxSettings) -> dict[str, Any]:
+    """What Commerce Layer puts in an integration token's payload (shared/commercelayer-api.md §9)."""
+    return {
+        "organization": {"slug": settings.organization_slug, "id": settings.organization_id},
+        "application": {"kind": "integration", "public": False},
+        "test": settings.env == "test",
+    }
 
 
 def require_token(request: web.Request, sb: Sandbox) -> None:

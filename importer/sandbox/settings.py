@@ -75,6 +75,9 @@ class SandboxSettings:
     client_secret: str = DEFAULT_CLIENT_SECRET
     token_ttl_s: float = 7200.0
     scope: str = "market:all"
+    # The organization the tokens name (`organization.slug`/`id` in their payload; `test` follows env).
+    organization_slug: str = "sandbox-org"
+    organization_id: str = "wRPpEFOAkD"
 
     # Data.
     seed: int = DEMO_SEED

@@ -9,13 +9,15 @@ every mutation is written through to it.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
+import json
 import random
 import secrets
 import string
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -261,9 +263,12 @@ class Store:
 
     # Tokens (only their SHA-256 is kept) ---------------------------------------------------------
 
-    def issue_token(self, ttl_s: float) -> tuple[str, float]:
-        token = secrets.token_urlsafe(48)
+    def issue_token(self, ttl_s: float, claims: Mapping[str, Any] | None = None) -> tuple[str, float]:
+        """A JWT-shaped token (as Commerce Layer's are) carrying `claims` plus `iat`/`exp`; its
+        signature part is random, which also makes every token unique. Nothing checks it: the
+        sandbox knows its tokens by digest."""
         created = self.wall()
+        token = jwt_shaped({**(claims or {}), "iat": int(created), "exp": int(created + ttl_s)})
         digest = _digest(token)
         self._tokens[digest] = created + ttl_s
         if self.state is not None:
@@ -287,6 +292,16 @@ class Store:
         if self.state is not None:
             self.state.close()
             self.state = None
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jwt_shaped(payload: Mapping[str, Any]) -> str:
+    header = {"alg": "RS512", "typ": "JWT"}
+    parts = (json.dumps(header, separators=(",", ":")), json.dumps(payload, separators=(",", ":")))
+    return ".".join([*(_b64url(p.encode("utf-8")) for p in parts), secrets.token_urlsafe(48)])
 
 
 def _digest(token: str) -> str:
