@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import structlog
 
 from importer.auth import TokenProvider
-from importer.pacing import Pacer
+from importer.pacing import Pacer, Permit
 from importer.retry import Backoff
 from importer.stats import DispatchStats
 from importer.transport import (
@@ -102,6 +102,7 @@ class ApiClient:
         sleep: Sleep,
         max_denied_in_a_row: int = 10,
         wall: Callable[[], float] = time.time,
+        on_send: Callable[[str], None] | None = None,
     ) -> None:
         self._sender = sender
         self._tokens = tokens
@@ -115,6 +116,8 @@ class ApiClient:
         self._max_denied = max_denied_in_a_row
         self._denied_in_a_row = 0
         self._token_after_denial: str | None = None  # the token a denial made us fetch
+        self._on_send = on_send  # every /api send, for the journal's send stamps
+        self._reconciled = False  # the first answer's X-Ratelimit-* numbers were checked
 
     async def ready(self, request: ApiRequest) -> None:
         """Wait until `request` would fit the rate windows now (nothing is stamped or sent)."""
@@ -199,6 +202,8 @@ class ApiClient:
         async with self._slots:
             token = await self._tokens.get()
             permit = await self._pacer.admit(request.endpoint)
+            if self._on_send is not None:
+                self._on_send(request.endpoint)
             self._stats.requests += 1
             if request.method == "GET":
                 self._stats.lookup_requests += 1
@@ -223,10 +228,17 @@ class ApiClient:
             gate.probe_done(permit.probe, rate_limited=False)
             if not isinstance(verdict, Reauth):
                 attempts.counted += 1
-        self._note_remaining(response)
+        self._note_remaining(response, permit)
         return Answer(verdict, response), token
 
-    def _note_remaining(self, response: ApiResponse) -> None:
+    def _note_remaining(self, response: ApiResponse, permit: Permit) -> None:
+        limit = _number(response.headers.get("x-ratelimit-limit"))
+        remaining = _number(response.headers.get("x-ratelimit-remaining"))
+        if not self._reconciled and limit is not None and remaining is not None and response.status != 429:
+            self._reconciled = True
+            foreign = self._pacer.server_holds(limit, remaining, permit.average_held)
+            if foreign:
+                log.info("rate.foreign_requests", requests=foreign, source="x-ratelimit-remaining")
         if response.headers.get("x-ratelimit-remaining", "").strip() != "0":
             return
         self._pacer.server_says_empty(

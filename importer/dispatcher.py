@@ -45,6 +45,7 @@ from importer.wallets import Rechecker, WalletReader
 
 _DONE = None  # end-of-stream marker in the queues
 log = structlog.get_logger("importer")
+SEND_STAMP_BATCH = 20  # send stamps written to the journal per transaction
 
 
 class _Run:
@@ -91,6 +92,7 @@ class _Run:
             pause_s=rl.burst_window_s,
             sleep=sleep,
             max_denied_in_a_row=retry.max_denied_in_a_row,
+            on_send=self.note_send,
         )
         reader = WalletReader(
             self.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
@@ -114,7 +116,29 @@ class _Run:
         self.queue: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=2 * settings.concurrency)
         self.halt = asyncio.Event()  # stop, fail_fast or abort: take no new rows
         self.abort: str | None = None
+        self.sent: list[tuple[str, float]] = []  # (endpoint, wall time) not yet in the journal
         self.crash: Exception | None = None  # a bug in a task: re-raised once everything is stopped
+
+    # -- send stamps across processes (docs/rate-limits.md) ----------------------------------
+    def note_send(self, endpoint: str) -> None:
+        self.sent.append((endpoint, time.time()))
+
+    def flush_sends(self, *, at_least: int = 1) -> None:
+        if len(self.sent) >= at_least:
+            sent, self.sent = self.sent, []
+            rl = self.settings.rate_limit
+            self.journal.add_send_stamps(
+                self.target, sent, keep_s=rl.average_window_s + rl.safety_margin_s + 1
+            )
+
+    def seed_windows(self) -> None:
+        """Start with the stamps the previous runs on this journal left in the server's windows."""
+        rl = self.settings.rate_limit
+        wall, now = time.time(), asyncio.get_running_loop().time()
+        recent = self.journal.recent_send_stamps(self.target, wall - rl.average_window_s - rl.safety_margin_s)
+        self.windows.seed([(endpoint, now - (wall - at)) for endpoint, at in recent])
+        if recent:
+            log.info("rate.seeded", requests=len(recent), source="journal")
 
     def follow_token(self, token: str) -> None:
         """Pick the rate-limit preset from the token's `test` claim (identity.py) and retune the
@@ -137,6 +161,7 @@ class _Run:
         self._count(seq, outcome)
         if outcome.status is RowStatus.FAILED and self.fail_fast:
             self.halt.set()
+        self.flush_sends(at_least=SEND_STAMP_BATCH)
 
     def _count(self, seq: int, outcome: Outcome) -> None:
         self.stats.rows_settled += 1
@@ -151,6 +176,7 @@ class _Run:
             self.journal.set_many_outcomes(self.run_id, items)
             for seq, outcome in items:
                 self._count(seq, outcome)
+            self.flush_sends(at_least=SEND_STAMP_BATCH)
 
     # -- producer side ----------------------------------------------------------------------
     async def feed(self) -> None:
@@ -235,6 +261,7 @@ class _Run:
             self.abort = str(exc)
             return
         self.follow_token(token)  # may refuse (PresetRefused) before any /api request
+        self.seed_windows()
         producers = [asyncio.create_task(self.guarded(self.feed()), name="importer-feed")]
         workers = [
             asyncio.create_task(self.guarded(self.work()), name=f"importer-worker-{i}")
@@ -267,6 +294,7 @@ class _Run:
             await asyncio.gather(*helpers, return_exceptions=True)
             await self.rechecker.aclose()
             await self.gate.aclose()
+            self.flush_sends()
             self.stats.paused_s = self.gate.paused_s
             self.stats.max_window_held = self.windows.max_held()
         if self.crash is not None:

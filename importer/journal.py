@@ -66,6 +66,14 @@ CREATE TABLE IF NOT EXISTS rows (
 -- seq, SQLite walks the primary key in seq order for ORDER BY seq LIMIT 1: quadratic intake.
 DROP INDEX IF EXISTS rows_by_key;
 CREATE INDEX IF NOT EXISTS rows_by_key_seq ON rows (run_id, pairing_key, seq);
+-- When this machine sent its recent /api requests (wall clock), so the next run starts with the
+-- rate windows the server still holds (docs/rate-limits.md). Pruned to one average window.
+CREATE TABLE IF NOT EXISTS send_stamps (
+    target TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    sent_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS send_stamps_by_time ON send_stamps (target, sent_at);
 CREATE TABLE IF NOT EXISTS pairings (
     target TEXT NOT NULL,
     pairing_key TEXT NOT NULL,
@@ -424,6 +432,29 @@ class Journal:
             (status.value, detail, run_id),
         )
         return cur.rowcount
+
+    # -- rate windows across processes -------------------------------------------------------
+    def add_send_stamps(self, target: str, stamps: Iterable[tuple[str, float]], keep_s: float) -> None:
+        """Record (endpoint, wall-clock send time) pairs in one transaction, and forget those older
+        than `keep_s` (no server window still holds them)."""
+        items = list(stamps)
+        if not items:
+            return
+        with self._tx():
+            self._conn.executemany(
+                "INSERT INTO send_stamps (target, endpoint, sent_at) VALUES (?, ?, ?)",
+                ((target, endpoint, at) for endpoint, at in items),
+            )
+            self._conn.execute(
+                "DELETE FROM send_stamps WHERE target=? AND sent_at<?", (target, items[-1][1] - keep_s)
+            )
+
+    def recent_send_stamps(self, target: str, since: float) -> list[tuple[str, float]]:
+        rows = self._conn.execute(
+            "SELECT endpoint, sent_at FROM send_stamps WHERE target=? AND sent_at>=? ORDER BY sent_at",
+            (target, since),
+        ).fetchall()
+        return [(str(e), float(t)) for e, t in rows]
 
     # -- report -----------------------------------------------------------------------------
     def iter_rows(self, run_id: str, batch: int = 2000) -> Iterator[RowRecord]:

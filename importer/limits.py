@@ -58,6 +58,12 @@ class WindowLog:
         # full: float rounding can put "stamp + window" a hair before `now` and still count it.
         return max(_TICK, self._stamps[held - self.limit] + self.window_s - now)
 
+    def seed(self, stamps: list[float]) -> None:
+        """Stamps sent before this process started (another run's, from the journal), oldest
+        first; they count like our own but not in `max_held`."""
+        merged = sorted([*stamps, *self._stamps])
+        self._stamps = deque(merged)
+
     def add(self, now: float) -> None:
         self._stamps.append(now)
         self.max_held = max(self.max_held, self.held(now))
@@ -117,6 +123,15 @@ class Windows:
         self.burst(endpoint).add(now)
         self.average.add(now)
         return 0.0
+
+    def seed(self, stamps: list[tuple[str, float]]) -> None:
+        """Another run's recent sends, (endpoint, time on our clock), into the windows they hit."""
+        by_endpoint: dict[str, list[float]] = {}
+        for endpoint, at in stamps:
+            by_endpoint.setdefault(endpoint, []).append(at)
+        for endpoint, times in by_endpoint.items():
+            self.burst(endpoint).seed(times)
+        self.average.seed([at for _, at in stamps])
 
     def hold_until(self, until: float) -> None:
         """Admit nothing before `until` (e.g. the server said X-Ratelimit-Remaining: 0)."""

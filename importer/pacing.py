@@ -38,6 +38,9 @@ class Permit:
     """What `admit` hands out. `probe` is the gate generation this request probes, if any."""
 
     probe: int | None = None
+    # Stamps the average window held when this request was admitted, itself included: the most
+    # of our requests the server can have counted when it answers this one.
+    average_held: int = 0
 
 
 class PauseGate:
@@ -161,9 +164,10 @@ class Pacer:
                 # while we slept (a 429 to someone else) makes us queue behind it again.
                 if probe is None or not self.gate.holds_probe(probe):
                     probe = await self.gate.enter()
-                wait = self.windows.take(endpoint, self._clock())
+                now = self._clock()
+                wait = self.windows.take(endpoint, now)
                 if wait <= 0.0:
-                    return Permit(probe)
+                    return Permit(probe, self.windows.average.held(now))
                 if self._on_wait is not None:
                     self._on_wait(wait)
                 await self._sleep(wait)
@@ -176,6 +180,23 @@ class Pacer:
         check that must happen right before a send waits here first, not after it."""
         while (wait := self.windows.wait(endpoint, self._clock())) > 0.0:
             await self._sleep(wait)
+
+    def server_holds(self, limit: float, remaining: float, ours: int) -> int:
+        """The first answer's `X-Ratelimit-Limit`/`-Remaining`: the server's average window holds
+        `limit - remaining` requests from this IP, of which at most `ours` (the answered request's
+        `Permit.average_held`) can be ours; requests we sent after it may not have arrived yet,
+        so they are not subtracted. The rest were sent by someone else (a run on another journal,
+        another tool): count them as sent just now, the safe guess, since the headers do not say
+        when. The headers say nothing of the burst windows either, and the other client may have
+        just filled one: send nothing for one burst window, after which every burst stamp it can
+        have made before now has expired. Returns how many were added."""
+        now = self._clock()
+        extra = int(limit - remaining) - ours
+        if extra > 0:
+            self.windows.average.seed([now] * extra)
+            spec = self.windows.spec
+            self.windows.hold_until(now + spec.burst_window_s + spec.margin_s)
+        return max(extra, 0)
 
     def server_says_empty(self, interval_s: float | None, limit: float | None) -> None:
         """X-Ratelimit-Remaining: 0: send nothing for one average slot (from the headers when

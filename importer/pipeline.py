@@ -179,7 +179,6 @@ def execute(settings: Settings, opts: RunOptions) -> CommandResult:
         header_row=opts.header_row or settings.header_row,
     )
     loader.files()  # a missing input fails here, before an empty report dir is left behind
-    ensure_writable_dir(report_dir)
     defaults = Defaults(
         reference_origin=settings.defaults.reference_origin, metadata=dict(settings.defaults.metadata)
     )
@@ -187,13 +186,16 @@ def execute(settings: Settings, opts: RunOptions) -> CommandResult:
     if opts.command == "validate" or opts.dry_run:
         # validate and dry runs keep their rows in a throw-away journal: same code path,
         # nothing left behind, and a dry run never marks a pairing in the real journal.
+        ensure_writable_dir(report_dir)
         with _scratch_journal() as journal:
             return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)
     # One run per journal: the lock is taken before the journal is read or written and before
-    # any request, and held until the report is written (runlock.py).
+    # any request, and held until the report is written (runlock.py). A refused run leaves
+    # nothing behind, not even an empty report folder.
     with journal_lock(
         Path(settings.journal.path), command=command_line(opts), wait_s=settings.journal.wait_s
     ):
+        ensure_writable_dir(report_dir)
         journal = Journal.open(settings.journal.path)
         try:
             return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)

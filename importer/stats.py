@@ -36,6 +36,7 @@ class DispatchStats:
         self.check_to_post_max_s = max(self.check_to_post_max_s, seconds)
         self.check_to_post_sum_s += seconds
         self.check_to_post_n += 1
+
     rate_limit_preset: str | None = None  # the preset the run used (from the token when not given)
 
     @property

@@ -296,3 +296,14 @@ def test_an_email_row_is_found_by_its_resolved_key(journal: Journal) -> None:
     journal.set_resolved_key(RUN, 10, id_key)
     assert journal.earlier_row_with_key(RUN, id_key, 20) == ("a.csv", "", 11)
     assert journal.earlier_row_with_key(RUN, id_key, 10) is None  # only rows before it count
+
+
+def test_send_stamps_are_kept_for_one_window_per_target(journal: Journal) -> None:
+    journal.add_send_stamps("https://a", [("GET /x", 100.0), ("POST /y", 101.0)], keep_s=10)
+    journal.add_send_stamps("https://b", [("GET /x", 105.0)], keep_s=10)
+    assert journal.recent_send_stamps("https://a", since=0) == [("GET /x", 100.0), ("POST /y", 101.0)]
+    assert journal.recent_send_stamps("https://a", since=100.5) == [("POST /y", 101.0)]
+    journal.add_send_stamps("https://a", [("GET /x", 111.0)], keep_s=10)  # prunes what is older than 101
+    assert journal.recent_send_stamps("https://a", since=0) == [("POST /y", 101.0), ("GET /x", 111.0)]
+    assert journal.recent_send_stamps("https://b", since=0) == [("GET /x", 105.0)]
+    journal.add_send_stamps("https://a", [], keep_s=10)  # nothing to write: nothing happens

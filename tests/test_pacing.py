@@ -122,3 +122,46 @@ async def test_ready_waits_for_room_without_stamping() -> None:
     await pacer.admit("POST /x")
     assert t.now == 10.0
     await gate.aclose()
+
+
+async def test_requests_the_server_holds_beyond_ours_count_as_sent_now() -> None:
+    t = FakeTime()
+    windows = Windows(WindowSpec(50, 10.0, 10, 60.0, 0.0))
+    pacer = Pacer(windows, PauseGate(t.clock, t.sleep), t.clock, t.sleep)
+    first = await pacer.admit("GET /x")  # ours: 1 held
+    assert first.average_held == 1
+    assert pacer.server_holds(10, 2, first.average_held) == 7  # the server holds 8: 7 someone else's
+    assert windows.average.held(t.now) == 8
+    await pacer.admit("POST /y")
+    assert t.now == 10.0  # nothing for one burst window: the other client's bursts have expired
+    await pacer.admit("GET /x")
+    assert t.now == 10.0  # two slots were left, as the server said
+    await pacer.admit("GET /x")
+    assert t.now == 60.0  # then the first stamp (ours, t=0) and the 7 others leave together
+    assert pacer.server_holds(10, 9, ours=1) == 0  # the server holds only ours: nothing added
+
+
+async def test_requests_still_in_flight_are_not_taken_for_counted_ones() -> None:
+    t = FakeTime()
+    windows = Windows(WindowSpec(50, 10.0, 10, 60.0, 0.0))
+    pacer = Pacer(windows, PauseGate(t.clock, t.sleep), t.clock, t.sleep)
+    first = await pacer.admit("GET /x")
+    for _ in range(3):  # sent before the first answer: the server may not have counted them
+        await pacer.admit("GET /x")
+    # The first answer: the server holds 6 (5 foreign + our first); all 5 others are counted.
+    assert pacer.server_holds(10, 4, first.average_held) == 5
+    assert windows.average.held(t.now) == 9
+
+
+async def test_seeded_stamps_of_a_previous_run_fill_the_windows() -> None:
+    t = FakeTime()
+    t.now = 100.0
+    windows = Windows(WindowSpec(2, 10.0, 4, 60.0, 0.0))
+    # The previous run: 2 POSTs 5 s ago (the burst window is full until t=105), a GET 50 s ago.
+    windows.seed([("POST /x", 95.0), ("POST /x", 95.0), ("GET /y", 50.0)])
+    pacer = Pacer(windows, PauseGate(t.clock, t.sleep), t.clock, t.sleep)
+    await pacer.admit("POST /x")
+    assert t.now == 105.0  # waited for the previous run's burst stamps, not a moment longer
+    await pacer.admit("GET /y")
+    assert t.now == 110.0  # average window (4) full until the GET of t=50 leaves at t=110
+    assert windows.max_held()["average"] == 4

@@ -148,7 +148,7 @@ def test_a_second_run_on_a_busy_journal_sends_nothing_and_exits_2(tmp_path: Path
         )
         assert f"command `importer run {tmp_path / 'in.csv'}`" in lines[0]
         assert "--wait SECONDS" in lines[0]
-        assert not (tmp_path / "rep2" / "results.csv").exists()
+        assert not (tmp_path / "rep2").exists()  # not even an empty report folder
         # The refused run took no token and sent nothing: only the first run's requests follow.
         assert all(e["path"] != "/oauth/token" for e in sb.requests_log()[requests_before:])
         assert status_counts(results(tmp_path / "rep1")) == {"created": ROWS}
