@@ -440,13 +440,22 @@ def with_derived_base_url(settings: Settings) -> Settings:
     """`commercelayer.base_url` unset: take it from the access token's organization.slug, as
     Commerce Layer's js-auth does (`https://{slug}.commercelayer.io`). One token request, before
     the journal is read (the journal keys pairings by API). Exit 3 when no token can be had."""
-    from importer.identity import core_api_base_url, decode_claims
     from importer.preflight import fetch_token
 
     try:
         token = asyncio.run(fetch_token(settings))
     except RunAborted as exc:
         raise RunAborted(f"{exc}; nothing was read or sent") from None
+    derived = settings_for_token(settings, token)
+    log.info("config.base_url_derived", base_url=derived.commercelayer.base_url)
+    return derived
+
+
+def settings_for_token(settings: Settings, token: str) -> Settings:
+    """The settings with `commercelayer.base_url` taken from the token (pure; ConfigError when
+    the token names no organization, or when the token endpoint is local)."""
+    from importer.identity import core_api_base_url, decode_claims
+
     claims = decode_claims(token)
     slug = claims.organization_slug if claims is not None else None
     if not slug:
@@ -464,7 +473,6 @@ def with_derived_base_url(settings: Settings) -> Settings:
             f"commercelayer.auth_url {settings.commercelayer.auth_url} is local, so that address is not "
             "used; set commercelayer.base_url (CL_BASE_URL) to the API that goes with this token endpoint"
         )
-    log.info("config.base_url_derived", base_url=url, organization=slug)
     data = settings.model_dump()
     data["commercelayer"]["base_url"] = url
     return Settings.model_validate(data)

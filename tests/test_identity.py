@@ -27,8 +27,10 @@ from e2e_helpers import (
     write_id_pairs,
 )
 
-from importer.errors import EXIT_USAGE
+from importer.config import load_settings
+from importer.errors import EXIT_USAGE, ConfigError
 from importer.identity import PresetRefused, TokenClaims, choose_preset, core_api_base_url, decode_claims
+from importer.pipeline import settings_for_token
 from importer.sandbox.store import jwt_shaped
 from importer.sandbox.testing import SandboxThread, fast_settings
 
@@ -201,3 +203,22 @@ def test_no_base_url_with_a_local_token_endpoint_is_refused(sandbox: SandboxProc
     # One token request to the sandbox, nothing else anywhere; nothing was read into a journal.
     assert [e["path"] for e in sandbox.requests_log()[before:]] == ["/oauth/token"]
     assert journal_query(tmp_path / "journal.sqlite", "SELECT COUNT(*) FROM runs") == [(0,)]
+
+
+def test_the_settings_take_the_base_url_from_the_token_and_keep_the_rest() -> None:
+    """Pure: nothing is sent anywhere (the derived address is not loopback)."""
+    settings, _ = load_settings(
+        None,
+        overrides={"commercelayer.client_id": "cid", "concurrency": 3},
+        env={"CL_CLIENT_SECRET": "s3cret"},
+    )
+    token = jwt_shaped({"organization": {"slug": "acme", "id": "X"}, "test": False})
+    derived = settings_for_token(settings, token)
+    assert derived.commercelayer.base_url == "https://acme.commercelayer.io"
+    assert derived.commercelayer.client_secret is not None
+    assert derived.commercelayer.client_secret.get_secret_value() == "s3cret"
+    assert derived.concurrency == 3 and derived.commercelayer.client_id == "cid"
+    with pytest.raises(ConfigError, match="the access token names no organization"):
+        settings_for_token(settings, jwt_shaped({"test": True}))
+    with pytest.raises(ConfigError, match="the access token names no organization"):
+        settings_for_token(settings, "opaque")
