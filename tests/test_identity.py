@@ -26,6 +26,7 @@ from e2e_helpers import (
     write_config,
     write_id_pairs,
 )
+from test_runlock import error_messages
 
 from importer.config import load_settings
 from importer.errors import EXIT_USAGE, ConfigError
@@ -167,7 +168,7 @@ def test_a_disagreeing_preset_is_warned_about_or_refused(sandbox: SandboxProc, t
         return
     # live limits on a test org: refused before any /api request, every row not_attempted.
     assert out.code == EXIT_USAGE, out.err[-2000:]
-    line = next(line for line in out.err.splitlines() if line.startswith("importer: "))
+    (line,) = error_messages(out.err)
     assert "the access token is for a TEST organization sandbox-org" in line and "--force" in line
     assert _api_requests(sandbox) == before
     assert status_counts(results(tmp_path / "rep")) == {"not_attempted": ROWS}
@@ -182,9 +183,8 @@ def test_a_base_url_with_api_is_refused_before_any_request(sandbox: SandboxProc,
     before = len(sandbox.requests_log())
     out = cli(run_argv([tmp_path / "in.csv"], config, tmp_path / "rep"))
     assert out.code == EXIT_USAGE
-    errors = [line for line in out.err.splitlines() if line.startswith("importer: error:")]
-    assert errors == [
-        f"importer: error: config key commercelayer.base_url: '{sandbox.base_url}/api' has a path (/api); "
+    assert error_messages(out.err) == [
+        f"config key commercelayer.base_url: '{sandbox.base_url}/api' has a path (/api); "
         f"write only the scheme and host, e.g. {sandbox.base_url} (the importer adds /api/… itself); "
         "fix it in the config file or the matching CL_* variable"
     ]
@@ -197,7 +197,7 @@ def test_no_base_url_with_a_local_token_endpoint_is_refused(sandbox: SandboxProc
     before = len(sandbox.requests_log())
     out = cli(run_argv([tmp_path / "in.csv"], config, tmp_path / "rep"))
     assert out.code == EXIT_USAGE, out.err[-2000:]
-    line = next(line for line in out.err.splitlines() if line.startswith("importer: error:"))
+    (line,) = error_messages(out.err)
     assert "the token names organization sandbox-org (https://sandbox-org.commercelayer.io)" in line
     assert "set commercelayer.base_url (CL_BASE_URL)" in line
     # One token request to the sandbox, nothing else anywhere; nothing was read into a journal.

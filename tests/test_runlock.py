@@ -111,6 +111,20 @@ def _sandbox_args() -> list[str]:
     ]
 
 
+def error_messages(stderr: str) -> list[str]:
+    """The one-line messages a run ended with: `run.error`/`run.message` events of the JSON log
+    (in JSON mode stderr holds nothing else), or `importer: …` lines on a console."""
+    out = []
+    for line in stderr.splitlines():
+        if line.startswith("importer: "):
+            out.append(line)
+        elif line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") in ("run.error", "run.message"):
+                out.append(str(event.get("error") or event.get("message")))
+    return out
+
+
 def _holding(journal: Path, pid: int) -> bool:
     text = lock_path_for(journal).read_text(encoding="utf-8") if lock_path_for(journal).exists() else ""
     return bool(text) and json.loads(text).get("pid") == pid
@@ -141,7 +155,7 @@ def test_a_second_run_on_a_busy_journal_sends_nothing_and_exits_2(tmp_path: Path
             ) as second:
                 assert second.wait(60) == EXIT_USAGE
             assert first.wait(120) == 0, first.err[-2000:]
-        lines = [line for line in second.err.splitlines() if line.startswith("importer: error:")]
+        lines = error_messages(second.err)
         assert len(lines) == 1, second.err[-2000:]
         assert (
             f"journal {journal} is in use by pid {first.proc.pid} on host {socket.gethostname()}" in lines[0]
