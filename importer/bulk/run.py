@@ -35,6 +35,7 @@ from importer.bulk.submit import Poller, Posted, Refused, Submitter, TooLarge, U
 from importer.client import Abort, ApiClient
 from importer.config import CACHEABLE_PRESETS, Settings
 from importer.errors import RunAborted
+from importer.identity import choose_preset, decode_claims
 from importer.journal import Journal
 from importer.limits import Windows, WindowSpec
 from importer.models import Outcome, Pairing, RowStatus
@@ -65,7 +66,9 @@ class BulkRun:
         stop: asyncio.Event,
         progress: RunProgress,
         stats: BulkStats,
+        force: bool = False,
     ) -> None:
+        self.force = force
         self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
         self.max_rows, self.fail_fast, self.stop = max_rows, fail_fast, stop
         self.progress, self.stats = progress, stats
@@ -550,12 +553,36 @@ class BulkRun:
         await self.drain()
         await self.send_again()
 
+    def follow_token(self, token: str) -> None:
+        """The REST path's rule (dispatcher.follow_token): the token's `test` claim picks the
+        preset when none was given; both the REST and the polling windows take its numbers."""
+        rl, imp = self.settings.rate_limit, self.imp
+        choice = choose_preset(rl.preset, decode_claims(token), force=self.force)
+        if choice.warning:
+            log.warning("run.preset_mismatch", warning=choice.warning, preset=choice.preset)
+        self.stats.rate_limit_preset = choice.preset
+        burst, average = rl.limits_for(choice.preset)
+        self.windows.retune(
+            WindowSpec(burst, rl.burst_window_s, average, rl.average_window_s, rl.safety_margin_s)
+        )
+        cacheable = CACHEABLE_PRESETS[choice.preset]
+        self.poll_windows.retune(
+            WindowSpec(
+                imp.cacheable_burst or cacheable["burst"],
+                rl.burst_window_s,
+                imp.cacheable_average or cacheable["average"],
+                rl.average_window_s,
+                rl.safety_margin_s,
+            )
+        )
+
     async def run(self) -> None:
         try:
-            await self.tokens.get()
+            token = await self.tokens.get()
         except AuthFailed as exc:
             self.abort = str(exc)
             return
+        self.follow_token(token)  # may refuse (PresetRefused) before any /api request
         ticker = asyncio.create_task(self.ticker(), name="importer-imports-progress")
         progress = asyncio.create_task(self.progress.ticker(), name="importer-progress")
         main = asyncio.create_task(self.guarded(self.main()), name="importer-imports")
@@ -603,6 +630,7 @@ async def dispatch_imports(
     total: int,
     progress_bar: bool,
     sender: Sender | None = None,
+    force: bool = False,
 ) -> DispatchStats:
     """Settle the run's open rows through the Imports API (dispatcher.dispatch's contract)."""
     if dry_run:
@@ -640,6 +668,7 @@ async def dispatch_imports(
             stop=stop,
             progress=progress,
             stats=stats,
+            force=force,
         )
         await run.run()
     stats.stream_stop = run.stream_stop
