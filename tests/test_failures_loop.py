@@ -126,3 +126,36 @@ def test_results_csv_shows_an_invalid_rows_values(tmp_path: Path) -> None:
     assert got[1]["payment_source_id"] == psid(2) and got[1]["reference"] == "ref-2"
     assert got[2]["customer_id"] == "bad" and got[2]["payment_source_id"] == psid(3)
     assert got[0]["payment_source_type"] == "stripe_payments"
+
+
+def test_a_value_cut_at_an_unquoted_comma_stays_in_failures_csv_until_put_back(tmp_path: Path) -> None:
+    """The cut-off part of a value must survive the loop: fed back as is, failures.csv is still
+    invalid; once the value is whole again and `extra_values` is empty, the row is valid."""
+    (tmp_path / "cut.csv").write_text(
+        "customer_id,payment_source_type,payment_source_id,reference\n"
+        f"{cid(1)},stripe_payments,{psid(1)},Invoice 2024-000, Rossi\n",
+        encoding="utf-8",
+    )
+    argv = ["validate", "--log-format", "json", "--report-dir"]
+    assert cli([*argv, "first", "cut.csv"]).code == 2  # 1 invalid row of 1
+    (failed,) = read_csv(tmp_path / "first" / "failures.csv")
+    assert failed["reference"] == "Invoice 2024-000"
+    assert failed["extra_values"] == "Rossi"
+
+    assert cli([*argv, "again", "first/failures.csv"]).code == 2  # fed back as is: still invalid
+    (again,) = read_csv(tmp_path / "again" / "results.csv")
+    assert again["status"] == "invalid"
+    assert "'extra_values' still holds 'Rossi'" in again["error_detail"]
+    assert (again["source_file"], again["row_number"]) == ("cut.csv", "2")
+
+    fixed = tmp_path / "fixed.csv"
+    with open(tmp_path / "first" / "failures.csv", encoding="utf-8-sig", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    table[0] |= {"reference": "Invoice 2024-000, Rossi", "extra_values": ""}
+    with open(fixed, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    assert cli([*argv, "fixed", "fixed.csv"]).code == 0
+    (ok,) = read_csv(tmp_path / "fixed" / "results.csv")
+    assert (ok["status"], ok["reference"]) == ("valid", "Invoice 2024-000, Rossi")

@@ -179,8 +179,14 @@ def test_ragged_rows_are_padded_and_extra_cells_fail_the_row(tmp_path: Path) -> 
     rows = load(path)
     assert rows[0].raw == {"Customer ID": "CUST000001", "Card Token": "tok", "Note": ""}
     assert rows[0].cell_errors == ()
-    assert rows[1].raw == {"Customer ID": "CUST000002", "Card Token": "tok2", "Note": "n"}
-    # The extra cell is not dropped in silence: the row fails, naming it (issue 9).
+    # The extra cell is not dropped in silence: it is kept for failures.csv, and the row fails,
+    # naming it (issue 9).
+    assert rows[1].raw == {
+        "Customer ID": "CUST000002",
+        "Card Token": "tok2",
+        "Note": "n",
+        "extra_values": "extra",
+    }
     assert len(rows[1].cell_errors) == 1
     assert "1 more value than the header has columns: 'extra'" in rows[1].cell_errors[0]
 

@@ -43,7 +43,9 @@ def test_an_unquoted_comma_in_the_last_column_fails_the_row_naming_the_rest(tmp_
     assert isinstance(found, list) and len(found) == 1
     assert "1 more value than the header has columns: 'Rossi'" in found[0]
     assert "delimiter without quotes" in found[0]
+    assert rows[0].raw["extra_values"] == "Rossi"  # kept, so failures.csv carries it
     assert isinstance(validate_row(rows[1], Defaults()), Pairing)
+    assert "extra_values" not in rows[1].raw
 
 
 def test_many_extra_cells_are_all_seen_and_empty_trailing_cells_are_not_extra(tmp_path: Path) -> None:

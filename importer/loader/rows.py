@@ -17,6 +17,9 @@ from importer.neutralize import unneutralize
 _log = structlog.get_logger()
 _NO_ERRORS: Mapping[int, str] = MappingProxyType({})
 _SHOWN_EXTRA = 5
+# Values beyond the header's last column are kept under this column, so failures.csv carries
+# them and a re-fed row stays invalid until a person has put them back where they belong.
+EXTRA_VALUES_COLUMN = "extra_values"
 
 
 @dataclass
@@ -31,11 +34,12 @@ class Tally:
     hidden: int = 0
 
 
-def _extra_cells(layout: Layout, cells: Sequence[object], delimited: bool) -> str | None:
+def _extra_values(layout: Layout, cells: Sequence[object]) -> list[str]:
+    return [c.strip() for c in cells[layout.end :] if isinstance(c, str) and c.strip()]
+
+
+def _extra_cells(extra: list[str], delimited: bool) -> str:
     """The message for values beyond the header's last column: they would otherwise be lost."""
-    extra = [c.strip() for c in cells[layout.end :] if isinstance(c, str) and c.strip()]
-    if not extra:
-        return None
     shown = ", ".join(repr(text) for text in extra[:_SHOWN_EXTRA])
     more = f" and {len(extra) - _SHOWN_EXTRA} more" if len(extra) > _SHOWN_EXTRA else ""
     count = f"{len(extra)} more value{'s' if len(extra) != 1 else ''}"
@@ -48,6 +52,15 @@ def _extra_cells(layout: Layout, cells: Sequence[object], delimited: bool) -> st
     return (
         f"the row has {count} to the right of the last column with a header: {shown}{more}; "
         "give that column a header, or clear those cells"
+    )
+
+
+def _kept_extra_values(kept: str) -> str:
+    """A re-fed failures.csv whose `extra_values` cell still holds what an earlier read cut off."""
+    return (
+        f"column '{EXTRA_VALUES_COLUMN}' still holds {kept!r}: values an earlier read found beyond "
+        "the header's last column (most likely part of a value that held the delimiter without "
+        f"quotes). Put them back into the column they belong to, then empty '{EXTRA_VALUES_COLUMN}'"
     )
 
 
@@ -116,10 +129,13 @@ def emit(
         tally.pending_blank += 1
         return None
     raw, fields, errors, typed = built
-    if len(cells) > layout.end:
-        extra = _extra_cells(layout, cells, delimited)
-        if extra:
-            errors.append(extra)
+    kept = raw.get(EXTRA_VALUES_COLUMN)
+    extra = _extra_values(layout, cells) if len(cells) > layout.end else []
+    if extra:
+        errors.append(_extra_cells(extra, delimited))
+        raw[EXTRA_VALUES_COLUMN] = " | ".join([kept, *extra] if kept else extra)
+    elif kept:
+        errors.append(_kept_extra_values(kept))
     if not errors and not layout.report:
         label = is_totals_row(raw, fields, layout.columns)
         if label is not None:
