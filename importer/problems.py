@@ -63,6 +63,7 @@ class ProblemKind:
 class ProblemTally:
     kinds: dict[str, ProblemKind] = field(default_factory=dict)
     other_rows: int = 0  # rows of kinds beyond MAX_KINDS
+    to_fix: int = 0  # rows a person must change (not merely rows a stopped run did not send)
     sources: set[tuple[str, str]] = field(default_factory=set)
     _labels: dict[tuple[str, str | None, str | None], str] = field(default_factory=dict)
 
@@ -83,6 +84,8 @@ class ProblemTally:
                     quoted = f"'{value}'"
                     if quoted in detail:
                         detail = detail.replace(quoted, "'…'")
+        if status != "not_attempted":
+            self.to_fix += 1
         if len(self.sources) < 2:
             self.sources.add(where[:2])
         # Rows that share a message (every not_attempted row of an aborted run, say) are

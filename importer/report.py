@@ -307,5 +307,7 @@ def print_summary(summary: dict[str, Any], report_dir: Path, problems: ProblemTa
         console.print("problems:", markup=False)
         for line in problems.lines():
             console.print(f"  {line}", markup=False, soft_wrap=True)
-        console.print(f"fix them in: {Path(report_dir) / FAILURES_CSV}", markup=False, soft_wrap=True)
+        # Rows a stopped or refused run did not send need no fixing, only another run.
+        lead = "fix them in" if problems.to_fix else "not sent; run again to send them. They are in"
+        console.print(f"{lead}: {Path(report_dir) / FAILURES_CSV}", markup=False, soft_wrap=True)
     console.print(f"report: {report_dir}{os.sep}", markup=False, soft_wrap=True)

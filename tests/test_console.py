@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,22 @@ def test_run_groups_a_missing_payment_source(tmp_path: Path) -> None:
         "(or the type) (rows 3, 5, 6)"
     ) in out.out
     assert f"fix them in: {Path('rep') / 'failures.csv'}" in out.out
+
+
+def test_rows_a_refused_run_did_not_send_are_not_called_rows_to_fix(tmp_path: Path) -> None:
+    """Rejected credentials stop the run before any row is sent: nothing in the rows is wrong,
+    so the console must not tell the person to fix them, only to run again."""
+    data = generate(DEMO_SEED, 20)
+    rows = [[s.customer_id, s.type, s.id] for s in data.sources[:3]]
+    write_csv(tmp_path / "in.csv", ["customer_id", "payment_source_type", "payment_source_id"], rows)
+    with sandbox_thread() as sb:
+        api = dataclasses.replace(api_of(sb), client_secret="wrong")
+        config = write_config(tmp_path / "config.yaml", api, tmp_path / "j.sqlite")
+        out = cli(["run", "in.csv", "-c", str(config), "--report-dir", "rep", "--log-format", "json"])
+    assert out.code == 3, out.err[-2000:]
+    assert "3 rows: not_attempted: not sent: run aborted (rows 2, 3, 4)" in out.out
+    assert f"not sent; run again to send them. They are in: {Path('rep') / 'failures.csv'}" in out.out
+    assert "fix them in" not in out.out
 
 
 # -- JSON mode, verbosity -------------------------------------------------------------------------
