@@ -85,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="if another run holds the journal, wait up to this long for it (journal.wait_s)",
     )
+    r.add_argument(
+        "--on-existing",
+        choices=["skip", "update"],
+        help="an entry that exists: leave it (skip, default) or update what differs (update)",
+    )
+    r.add_argument(
+        "--recreate-undone",
+        action="store_true",
+        help="create again the pairings `importer undo` deleted (default: skipped, and said so)",
+    )
 
     d = sub.add_parser("demo", help="start the sandbox in-process and import samples/ into it")
     d.add_argument("inputs", nargs="*", metavar="INPUT", help="default: samples/")
@@ -95,6 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     from importer.sandbox.cli import add_arguments
 
     add_arguments(s)
+
+    u = sub.add_parser("undo", help="delete the wallet entries a run created")
+    u.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to undo, from the journal")
+    u.add_argument(
+        "--results", metavar="PATH", help="undo the run reported in this results.csv (no journal needed)"
+    )
+    u.add_argument("-c", "--config", metavar="FILE", help="config.yaml (default: ./config.yaml if present)")
+    u.add_argument(
+        "--report-dir", metavar="DIR", help="where to write the report (default reports/<run-id>/)"
+    )
+    u.add_argument(
+        "--dry-run", action="store_true", help="check and list what would be deleted, delete nothing"
+    )
+    u.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)"
+    )
+    u.add_argument("--env", choices=["test", "live"], help="rate-limit preset (overrides rate_limit.preset)")
+    _logging_flags(u)
 
     rep = sub.add_parser("report", help="rebuild a run's report from the journal")
     rep.add_argument("--journal", metavar="PATH", help="journal file (default: journal.path from the config)")

@@ -207,6 +207,10 @@ class ApiClient:
             self._stats.requests += 1
             if request.method == "GET":
                 self._stats.lookup_requests += 1
+            elif request.method == "DELETE":
+                self._stats.deletes += 1
+            elif request.method == "PATCH":
+                self._stats.patches += 1
             else:
                 self._stats.posts += 1
             attempts.sent += 1

@@ -30,6 +30,8 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "error_code",
     "error_detail",
     "attempts",
+    # `run --on-existing update`: the fields an `updated` row changed, `;`-separated.
+    "changed_fields",
 )
 # Input fields that results.csv shows; an invalid row shows them as they were typed.
 REPORT_INPUT_FIELDS: tuple[str, ...] = (

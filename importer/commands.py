@@ -28,6 +28,8 @@ def _settings(args: argparse.Namespace, config_path: str | None) -> Settings:
         overrides["imports.readback"] = "none"
     if getattr(args, "wait", None) is not None:
         overrides["journal.wait_s"] = args.wait
+    if getattr(args, "on_existing", None):
+        overrides["on_existing"] = args.on_existing
     settings, warnings = load_settings(config_path, overrides=overrides)
     for w in warnings:
         log.warning("config.warning", warning=w)
@@ -49,6 +51,7 @@ def _options(args: argparse.Namespace, command: str) -> RunOptions:
         fail_fast=bool(getattr(args, "fail_fast", False)),
         force=bool(getattr(args, "force", False)),
         progress=show_progress_bar(args),
+        recreate_undone=bool(getattr(args, "recreate_undone", False)),
     )
 
 
@@ -107,3 +110,49 @@ def cmd_report(args: argparse.Namespace, config_path: str | None) -> int:
 
     settings = _settings(args, config_path)
     return rebuild_report(settings, journal_path=args.journal, run_id=args.run_id, report_dir=args.report_dir)
+
+
+def cmd_undo(args: argparse.Namespace, config_path: str | None) -> int:
+    from importer.errors import UsageError
+    from importer.undo import UndoOptions, execute_undo
+    from importer.undo_plan import UndoSource
+
+    if (args.run_id is None) == (args.results is None):
+        raise UsageError(
+            "name the run to undo: importer undo RUN_ID, or importer undo --results PATH/results.csv"
+        )
+    confirm = None
+    if not args.yes and not args.dry_run:
+        if not sys.stdin.isatty():
+            # A scheduled job must never hang on a question nobody can answer.
+            raise UsageError(
+                "undo deletes wallet entries and asks for confirmation, but there is no terminal to ask on; "
+                "pass --yes to confirm (or --dry-run to only list what would be deleted)"
+            )
+        confirm = _ask
+    settings = _settings(args, config_path)
+    run_id = new_run_id()
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    source = UndoSource(run_id=args.run_id, results=Path(args.results) if args.results else None)
+    opts = UndoOptions(
+        run_id=run_id,
+        source=source,
+        report_dir=Path(args.report_dir) if args.report_dir else None,
+        dry_run=bool(args.dry_run),
+        confirm=confirm,
+        progress=show_progress_bar(args),
+    )
+    return finish(execute_undo(settings, opts))
+
+
+def _ask(count: int, organization: str) -> bool:
+    print(
+        f"importer undo will DELETE up to {count} wallet entries in {organization} "
+        "(each only after checking its metadata.importer_key).",
+        file=sys.stderr,
+    )
+    try:
+        answer = input("Type 'yes' to go on: ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("yes", "y")

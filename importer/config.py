@@ -208,6 +208,8 @@ class Settings(_Strict):
     max_invalid_ratio: float = Field(default=0.5, ge=0, le=1)
     # Excel's row number of the header in every input; None: found in the first 20 rows.
     header_row: int | None = Field(default=None, ge=1)
+    # A pairing that already has a wallet entry: leave it (`skip`), or PATCH what differs (`update`).
+    on_existing: Literal["skip", "update"] = "skip"
     progress_interval_s: float = Field(default=30.0, gt=0)
 
     def column_aliases(self) -> dict[str, list[str]]:

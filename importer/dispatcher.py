@@ -25,22 +25,22 @@ from typing import Any
 
 import structlog
 
-from importer.auth import AuthFailed, TokenProvider
-from importer.client import Abort, ApiClient
+from importer.auth import AuthFailed
+from importer.client import Abort
 from importer.config import Settings
 from importer.create import Creator
 from importer.errors import RunAborted
 from importer.existence import ExistenceChecker
 from importer.identity import choose_preset, decode_claims
 from importer.journal import Journal
-from importer.limits import Windows, WindowSpec
+from importer.limits import WindowSpec
 from importer.models import Outcome, RowStatus
-from importer.pacing import Pacer, PauseGate
 from importer.prepare import ChunkPreparer, Work
 from importer.progress import RunProgress
-from importer.retry import Backoff
+from importer.session import open_session
 from importer.stats import DispatchStats
 from importer.transport import AiohttpSender, Sender
+from importer.update import Updater
 from importer.wallets import Rechecker, WalletReader
 
 _DONE = None  # end-of-stream marker in the queues
@@ -66,38 +66,44 @@ class _Run:
         progress: RunProgress,
         stats: DispatchStats,
         force: bool = False,
+        recreate_undone: bool = False,
     ) -> None:
         self.force = force
         self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
         self.dry_run, self.max_rows, self.fail_fast, self.stop = dry_run, max_rows, fail_fast, stop
         self.progress, self.stats = progress, stats
-        rl, retry = settings.rate_limit, settings.retry
-        loop = asyncio.get_running_loop()
-        clock, sleep = loop.time, asyncio.sleep
-        self.backoff = Backoff(retry.base_delay_s, retry.max_delay_s, retry.max_attempts)
-        self.windows = Windows(
-            WindowSpec(
-                rl.burst_limit, rl.burst_window_s, rl.average_limit, rl.average_window_s, rl.safety_margin_s
-            )
-        )
-        self.gate = PauseGate(clock, sleep, on_pause=progress.on_pause, on_resume=progress.on_resume)
-        self.tokens = TokenProvider(sender, settings, stats, clock=clock, sleep=sleep, backoff=self.backoff)
-        self.client = ApiClient(
+        api = open_session(
+            settings,
             sender,
-            self.tokens,
-            Pacer(self.windows, self.gate, clock, sleep, on_wait=progress.on_wait),
-            self.backoff,
             stats,
-            slots=settings.concurrency,
-            pause_s=rl.burst_window_s,
-            sleep=sleep,
-            max_denied_in_a_row=retry.max_denied_in_a_row,
+            on_pause=progress.on_pause,
+            on_resume=progress.on_resume,
+            on_wait=progress.on_wait,
             on_send=self.note_send,
+        )
+        self.backoff, self.windows, self.gate, self.tokens, self.client = (
+            api.backoff,
+            api.windows,
+            api.gate,
+            api.tokens,
+            api.client,
         )
         reader = WalletReader(
             self.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
         )
-        self.preparer = ChunkPreparer(journal, run_id, target, reader, stats, dry_run=dry_run, clock=clock)
+        clock = asyncio.get_running_loop().time
+        self.preparer = ChunkPreparer(
+            journal,
+            run_id,
+            target,
+            reader,
+            stats,
+            dry_run=dry_run,
+            clock=clock,
+            on_existing=settings.on_existing,
+            recreate_undone=recreate_undone,
+        )
+        self.updater = Updater(self.client)
         self.rechecker = Rechecker(reader)
         self.existence = ExistenceChecker(self.client, stats)
         self.creator = Creator(
@@ -108,7 +114,7 @@ class _Run:
             self.rechecker,
             self.backoff,
             stats,
-            sleep,
+            asyncio.sleep,
             clock,
             check_before_post=settings.lookups.check_before_post,
         )
@@ -240,7 +246,10 @@ class _Run:
         while (work := await self.queue.get()) is not None:
             if self.halt.is_set():
                 continue  # leave it pending: it is reported not_attempted
-            self.settle(work.seq, await self.creator.create(work))
+            if work.fix is not None:
+                self.settle(work.seq, await self.updater.update(work))
+            else:
+                self.settle(work.seq, await self.creator.create(work))
 
     # -- supervision ------------------------------------------------------------------------
     async def guarded(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -327,6 +336,7 @@ async def dispatch(
     progress_bar: bool,
     sender: Sender | None = None,
     force: bool = False,
+    recreate_undone: bool = False,
 ) -> DispatchStats:
     """Settle the run's open rows. Returns the stats; raises RunAborted when the run cannot go on.
 
@@ -371,6 +381,7 @@ async def dispatch(
             progress=progress,
             stats=stats,
             force=force,
+            recreate_undone=recreate_undone,
         )
         await run.run()
     stats.elapsed_s = time.monotonic() - started

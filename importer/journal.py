@@ -84,12 +84,35 @@ CREATE TABLE IF NOT EXISTS pairings (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (target, pairing_key)
 );
+-- `importer undo`: one line per wallet entry an undo deleted or is deleting. `deleting` is
+-- committed before the DELETE leaves (like `sending`), `deleted`/`already_deleted` after the
+-- answer, so a killed undo looks the record up before it sends anything again, and a second
+-- undo of the same run sends nothing.
+CREATE TABLE IF NOT EXISTS deletions (
+    target TEXT NOT NULL,
+    customer_payment_source_id TEXT NOT NULL,
+    pairing_key TEXT NOT NULL,
+    state TEXT NOT NULL,              -- deleting | deleted | already_deleted
+    run_id TEXT NOT NULL,             -- the undo run
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (target, customer_payment_source_id)
+);
 """
 
-# Row statuses that are final for a resumed run: the row is not dispatched again.
+# Row statuses that are final for a resumed run (or undo): the row is not dispatched again.
 FINAL_ROW_STATUSES = frozenset(
-    {RowStatus.CREATED, RowStatus.ALREADY_EXISTS, RowStatus.INVALID, RowStatus.DUPLICATE_IN_FILE}
+    {
+        RowStatus.CREATED,
+        RowStatus.ALREADY_EXISTS,
+        RowStatus.INVALID,
+        RowStatus.DUPLICATE_IN_FILE,
+        RowStatus.UPDATED,
+        RowStatus.SKIPPED,
+        RowStatus.DELETED,
+        RowStatus.ALREADY_DELETED,
+    }
 )
+_FINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(FINAL_ROW_STATUSES))
 _ROW_STATUS_VALUES = frozenset(s.value for s in RowStatus)
 
 
@@ -116,6 +139,7 @@ class RowRecord:
     error_code: str | None
     error_detail: str | None
     attempts: int
+    changed_fields: str | None = None
 
     def report_line(self) -> dict[str, Any]:
         """One results.csv line. A valid row shows its parsed values (the type as the API
@@ -144,6 +168,7 @@ class RowRecord:
             "error_code": self.error_code,
             "error_detail": self.error_detail,
             "attempts": self.attempts,
+            "changed_fields": self.changed_fields,
         }
 
 
@@ -187,8 +212,11 @@ class Journal:
             columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
             if "intake_done" not in columns:  # a journal from before 0.1.0's resume fix
                 conn.execute("ALTER TABLE runs ADD COLUMN intake_done INTEGER NOT NULL DEFAULT 1")
-            if "resolved_key" not in {r[1] for r in conn.execute("PRAGMA table_info(rows)")}:
+            row_columns = {r[1] for r in conn.execute("PRAGMA table_info(rows)")}
+            if "resolved_key" not in row_columns:
                 conn.execute("ALTER TABLE rows ADD COLUMN resolved_key TEXT")
+            if "changed_fields" not in row_columns:  # a journal from before `on_existing: update`
+                conn.execute("ALTER TABLE rows ADD COLUMN changed_fields TEXT")
             conn.execute(
                 "CREATE INDEX IF NOT EXISTS rows_by_resolved_key ON rows (run_id, resolved_key, seq)"
             )
@@ -348,8 +376,7 @@ class Journal:
         while True:
             page = self._conn.execute(
                 "SELECT seq, pairing_json FROM rows WHERE run_id=? AND seq>? AND pairing_json IS NOT NULL"
-                " AND status NOT IN ('created','already_exists','invalid','duplicate_in_file')"
-                " ORDER BY seq LIMIT ?",
+                f" AND status NOT IN ({_FINAL_SQL}) ORDER BY seq LIMIT ?",
                 (run_id, last, batch),
             ).fetchall()
             if not page:
@@ -361,7 +388,7 @@ class Journal:
     def count_open(self, run_id: str) -> int:
         row = self._conn.execute(
             "SELECT COUNT(*) FROM rows WHERE run_id=? AND pairing_json IS NOT NULL"
-            " AND status NOT IN ('created','already_exists','invalid','duplicate_in_file')",
+            f" AND status NOT IN ({_FINAL_SQL})",
             (run_id,),
         ).fetchone()
         return int(row[0])
@@ -405,7 +432,7 @@ class Journal:
     def set_outcome(self, run_id: str, seq: int, outcome: Outcome) -> None:
         self._conn.execute(
             "UPDATE rows SET status=?, customer_payment_source_id=?, customer_id=?, http_status=?,"
-            " error_code=?, error_detail=?, attempts=attempts+? WHERE run_id=? AND seq=?",
+            " error_code=?, error_detail=?, attempts=attempts+?, changed_fields=? WHERE run_id=? AND seq=?",
             (
                 outcome.status.value,
                 outcome.customer_payment_source_id,
@@ -414,6 +441,7 @@ class Journal:
                 outcome.error_code,
                 outcome.error_detail,
                 outcome.attempts,
+                outcome.changed_fields,
                 run_id,
                 seq,
             ),
@@ -456,14 +484,84 @@ class Journal:
         ).fetchall()
         return [(str(e), float(t)) for e, t in rows]
 
+    # -- undo -------------------------------------------------------------------------------
+    def add_settled_rows(self, run_id: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Bulk insert rows that already name their record (an undo's rows): (seq, source_file,
+        sheet, row_number, raw_json, pairing_key, pairing_json, status,
+        customer_payment_source_id, customer_id, error_code, error_detail)."""
+        with self._tx():
+            self._conn.executemany(
+                "INSERT INTO rows (run_id, seq, source_file, sheet, row_number, raw_json, pairing_key,"
+                " pairing_json, status, customer_payment_source_id, customer_id, error_code, error_detail)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                ((run_id, *r) for r in rows),
+            )
+
+    def open_undo_rows(self, run_id: str, batch: int = 500) -> Iterator[tuple[int, str, str, str, str]]:
+        """An undo's rows still to settle: (seq, record id, customer id, pairing key, pairing json)."""
+        last = -1
+        while True:
+            page = self._conn.execute(
+                "SELECT seq, customer_payment_source_id, customer_id, pairing_key, pairing_json FROM rows"
+                " WHERE run_id=? AND seq>? AND customer_payment_source_id IS NOT NULL"
+                f" AND status NOT IN ({_FINAL_SQL}) ORDER BY seq LIMIT ?",
+                (run_id, last, batch),
+            ).fetchall()
+            if not page:
+                return
+            yield from page
+            last = page[-1][0]
+
+    def count_open_undo(self, run_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM rows WHERE run_id=? AND customer_payment_source_id IS NOT NULL"
+            f" AND status NOT IN ({_FINAL_SQL})",
+            (run_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def deletion_state(self, target: str, cps_id: str) -> tuple[str, str] | None:
+        """(state, undo run id) of a record an undo deleted or was deleting, or None."""
+        row = self._conn.execute(
+            "SELECT state, run_id FROM deletions WHERE target=? AND customer_payment_source_id=?",
+            (target, cps_id),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def mark_deleting(self, target: str, cps_id: str, pairing_key: str, run_id: str) -> None:
+        """Committed before the DELETE leaves: after a crash its outcome is looked up first."""
+        self._conn.execute(
+            "INSERT INTO deletions (target, customer_payment_source_id, pairing_key, state, run_id,"
+            " updated_at) VALUES (?,?,?,'deleting',?,?) ON CONFLICT (target, customer_payment_source_id)"
+            " DO UPDATE SET state='deleting', run_id=excluded.run_id, updated_at=excluded.updated_at",
+            (target, cps_id, pairing_key, run_id, _now()),
+        )
+
+    def mark_deleted(self, target: str, cps_id: str, pairing_key: str, run_id: str, state: str) -> None:
+        """The record is gone (`deleted` by us, or `already_deleted`). Its pairing becomes
+        `undone`, if the journal still knows it by this record, so a rerun of the original file
+        does not take it for existing (see `run --recreate-undone`)."""
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO deletions (target, customer_payment_source_id, pairing_key, state, run_id,"
+                " updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT (target, customer_payment_source_id)"
+                " DO UPDATE SET state=excluded.state, run_id=excluded.run_id, updated_at=excluded.updated_at",
+                (target, cps_id, pairing_key, state, run_id, _now()),
+            )
+            self._conn.execute(
+                "UPDATE pairings SET state='undone', run_id=?, updated_at=? WHERE target=? AND pairing_key=?"
+                " AND customer_payment_source_id=?",
+                (run_id, _now(), target, pairing_key, cps_id),
+            )
+
     # -- report -----------------------------------------------------------------------------
     def iter_rows(self, run_id: str, batch: int = 2000) -> Iterator[RowRecord]:
         last = -1
         while True:
             page = self._conn.execute(
                 "SELECT seq, source_file, sheet, row_number, raw_json, status, pairing_json,"
-                " customer_payment_source_id, customer_id, http_status, error_code, error_detail, attempts"
-                " FROM rows WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
+                " customer_payment_source_id, customer_id, http_status, error_code, error_detail, attempts,"
+                " changed_fields FROM rows WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
                 (run_id, last, batch),
             ).fetchall()
             if not page:
@@ -484,6 +582,7 @@ class Journal:
                     error_code=r[10],
                     error_detail=r[11],
                     attempts=r[12],
+                    changed_fields=r[13],
                 )
             last = page[-1][0]
 

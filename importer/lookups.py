@@ -56,19 +56,27 @@ def customers_by_email(emails: Sequence[str], page: int = 1) -> ApiRequest:
 WALLET_SORT = "created_at,id"
 # Only what a pairing key needs: the token, and the customer and payment-source linkage.
 WALLET_FIELDS = "payment_source_token,customer,payment_source"
+# `on_existing: update` compares these with the row's, so its look-ups ask for them too.
+WALLET_VALUE_FIELDS = "reference,reference_origin,metadata"
 # A token filter longer than this is left out (it only saves pages). 4,000 characters hold a
 # chunk of 100 Stripe-sized tokens (`pm_` + 24), and keep the whole URL (100 customer ids too)
 # near 5,500 characters, under the 8 KiB request line many servers and proxies accept.
 MAX_TOKEN_FILTER_CHARS = 4000
 
 
-def wallet_by_customers(customer_ids: Sequence[str], page: int = 1, tokens: Sequence[str] = ()) -> ApiRequest:
+def wallet_by_customers(
+    customer_ids: Sequence[str], page: int = 1, tokens: Sequence[str] = (), *, values: bool = False
+) -> ApiRequest:
+    """`values`: also the attributes `on_existing: update` compares (WALLET_VALUE_FIELDS)."""
     params = [("filter[q][customer_id_in]", ",".join(customer_ids))]
     if tokens:
         params.append(("filter[q][payment_source_token_in]", ",".join(tokens)))
     params += [
         ("include", "customer,payment_source"),
-        ("fields[customer_payment_sources]", WALLET_FIELDS),
+        (
+            "fields[customer_payment_sources]",
+            f"{WALLET_FIELDS},{WALLET_VALUE_FIELDS}" if values else WALLET_FIELDS,
+        ),
         ("sort", WALLET_SORT),
         ("page[size]", str(PAGE_SIZE)),
     ]
@@ -89,6 +97,39 @@ def token_filter(tokens: Iterable[str | None]) -> tuple[str, ...]:
         out.append(token)
     unique = sorted(set(out))
     return tuple(unique) if sum(len(t) + 1 for t in unique) <= MAX_TOKEN_FILTER_CHARS else ()
+
+
+def records_by_ids(ids: Sequence[str]) -> ApiRequest:
+    """Up to PAGE_SIZE wallet entries by id, only their metadata: `undo`'s ownership check."""
+    params = [
+        ("filter[q][id_in]", ",".join(ids)),
+        ("fields[customer_payment_sources]", "metadata"),
+        ("page[size]", str(PAGE_SIZE)),
+    ]
+    return ApiRequest("GET", CPS_PATH, _query(params))
+
+
+def record_by_id(record_id: str) -> ApiRequest:
+    """One wallet entry, only its metadata: does it still exist after a DELETE with no answer?"""
+    return ApiRequest(
+        "GET",
+        f"{CPS_PATH}/{quote(record_id, safe='')}",
+        _query([("fields[customer_payment_sources]", "metadata")]),
+    )
+
+
+def metadata_by_id(body: Any) -> dict[str, dict[str, Any]]:
+    """Record id → its metadata (empty when it has none), from a list or a single-record answer."""
+    data = body.get("data") if isinstance(body, dict) else None
+    records = [data] if isinstance(data, dict) else _records(body)
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if not isinstance(record.get("id"), str):
+            continue
+        attributes = record.get("attributes")
+        metadata = attributes.get("metadata") if isinstance(attributes, dict) else None
+        out[record["id"]] = dict(metadata) if isinstance(metadata, dict) else {}
+    return out
 
 
 def page_count(body: Any) -> int:
@@ -134,6 +175,10 @@ class WalletEntry:
     id: str
     customer_id: str | None
     source_refs: tuple[str, ...]  # `<type>:<id>` and/or `token:<token>`, as Pairing.source_ref
+    # What `on_existing: update` compares with the row (None/{} when the answer leaves them out).
+    reference: str | None = None
+    reference_origin: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 def _linkage(relationships: Any, name: str) -> dict[str, Any] | None:
@@ -157,23 +202,45 @@ def wallet_entries(body: Any) -> list[WalletEntry]:
         token = attributes.get("payment_source_token") if isinstance(attributes, dict) else None
         if isinstance(token, str) and token:
             refs.append(f"token:{token}")
-        entries.append(WalletEntry(record["id"], customer.get("id") if customer else None, tuple(refs)))
+        metadata = attributes.get("metadata") if isinstance(attributes, dict) else None
+        entries.append(
+            WalletEntry(
+                record["id"],
+                customer.get("id") if customer else None,
+                tuple(refs),
+                reference=_text(attributes, "reference"),
+                reference_origin=_text(attributes, "reference_origin"),
+                metadata=dict(metadata) if isinstance(metadata, dict) else None,
+            )
+        )
     return entries
 
 
-def wallet_index(entries: Iterable[WalletEntry], only_customer: str | None = None) -> dict[str, str]:
-    """Pairing key (`id:<customer>|<source>`) → id of the first (oldest) entry with that key.
+def _text(attributes: Any, name: str) -> str | None:
+    value = attributes.get(name) if isinstance(attributes, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def wallet_records(
+    entries: Iterable[WalletEntry], only_customer: str | None = None
+) -> dict[str, WalletEntry]:
+    """Pairing key (`id:<customer>|<source>`) → the first (oldest) entry with that key.
 
     `only_customer`: the one customer asked about, used when an answer carries no customer
     linkage (then the entry can only be that customer's)."""
-    index: dict[str, str] = {}
+    index: dict[str, WalletEntry] = {}
     for entry in entries:
         customer = entry.customer_id or only_customer
         if customer is None:
             continue
         for ref in entry.source_refs:
-            index.setdefault(f"id:{customer}|{ref}", entry.id)
+            index.setdefault(f"id:{customer}|{ref}", entry)
     return index
+
+
+def wallet_index(entries: Iterable[WalletEntry], only_customer: str | None = None) -> dict[str, str]:
+    """Pairing key → id of the first (oldest) entry with that key (see `wallet_records`)."""
+    return {key: entry.id for key, entry in wallet_records(entries, only_customer).items()}
 
 
 def batches(items: Sequence[str], size: int) -> list[list[str]]:

@@ -50,12 +50,61 @@ class RowStatus(StrEnum):
     DUPLICATE_IN_FILE = "duplicate_in_file"
     FAILED = "failed"
     NOT_ATTEMPTED = "not_attempted"
+    # `run --on-existing update`: an existing entry's reference/reference_origin/metadata changed.
+    UPDATED = "updated"
+    WOULD_UPDATE = "would_update"
+    # Deliberately left alone: by `undo` (not created by the run, or not ours), or by `run` (a
+    # pairing that `undo` deleted, without --recreate-undone).
+    SKIPPED = "skipped"
+    # `importer undo`.
+    DELETED = "deleted"
+    ALREADY_DELETED = "already_deleted"
+    WOULD_DELETE = "would_delete"
 
 
 # Statuses that count as success for the exit code.
 SUCCESS_STATUSES = frozenset(
-    {RowStatus.CREATED, RowStatus.ALREADY_EXISTS, RowStatus.WOULD_CREATE, RowStatus.VALID}
+    {
+        RowStatus.CREATED,
+        RowStatus.ALREADY_EXISTS,
+        RowStatus.WOULD_CREATE,
+        RowStatus.VALID,
+        RowStatus.UPDATED,
+        RowStatus.WOULD_UPDATE,
+        RowStatus.SKIPPED,
+        RowStatus.DELETED,
+        RowStatus.ALREADY_DELETED,
+        RowStatus.WOULD_DELETE,
+    }
 )
+
+_IMPORT_STATUSES = (
+    RowStatus.CREATED,
+    RowStatus.ALREADY_EXISTS,
+    RowStatus.WOULD_CREATE,
+    RowStatus.VALID,
+    RowStatus.INVALID,
+    RowStatus.DUPLICATE_IN_FILE,
+    RowStatus.FAILED,
+    RowStatus.NOT_ATTEMPTED,
+)
+_UNDO_STATUSES = (
+    RowStatus.DELETED,
+    RowStatus.ALREADY_DELETED,
+    RowStatus.WOULD_DELETE,
+    RowStatus.SKIPPED,
+    RowStatus.FAILED,
+    RowStatus.NOT_ATTEMPTED,
+)
+
+
+def statuses_for(command: str | None) -> tuple[RowStatus, ...]:
+    """The statuses a command's summary counts (zeros included), in display order."""
+    if command == "undo":
+        return _UNDO_STATUSES
+    if command == "run":
+        return (*_IMPORT_STATUSES, RowStatus.UPDATED, RowStatus.WOULD_UPDATE, RowStatus.SKIPPED)
+    return _IMPORT_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +223,4 @@ class Outcome:
     error_code: str | None = None
     error_detail: str | None = None
     attempts: int = 0
+    changed_fields: str | None = None  # `updated` rows: which fields changed, e.g. "reference;metadata.tier"

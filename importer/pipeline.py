@@ -35,7 +35,7 @@ from importer.errors import (
 from importer.intake import IntakeCounts, intake
 from importer.journal import Journal
 from importer.loader import Loader
-from importer.models import SUCCESS_STATUSES, RowStatus
+from importer.models import SUCCESS_STATUSES, RowStatus, statuses_for
 from importer.problems import ProblemTally
 from importer.report import write_reports
 from importer.runlock import journal_lock
@@ -59,6 +59,7 @@ class RunOptions:
     fail_fast: bool = False
     progress: bool = False  # a rich progress bar (TTY only)
     force: bool = False  # live limits on a test organization (identity.py)
+    recreate_undone: bool = False  # create again the pairings `importer undo` deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,7 @@ def _base_summary(
         "duration_s": round(time.monotonic() - started, 3),
         "rows_total": sum(counts.values()),
         "rows_skipped_blank": loader.rows_skipped_blank,
-        "counts": {s.value: counts.get(s.value, 0) for s in RowStatus},
+        "counts": {s.value: counts.get(s.value, 0) for s in statuses_for(opts.command)},
         "files": [
             {
                 "path": f.path,
@@ -510,6 +511,7 @@ async def _dispatch_with_signals(
             total=total,
             progress_bar=opts.progress,
             force=opts.force,
+            recreate_undone=opts.recreate_undone,
         )
     finally:
         for sig, previous in installed:

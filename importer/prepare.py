@@ -26,11 +26,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import structlog
+
+from importer.corrections import Correction, correction
 from importer.journal import Journal, PairingState
 from importer.lookups import token_filter
 from importer.models import Outcome, Pairing, RowStatus
 from importer.stats import DispatchStats
 from importer.wallets import LookupFailed, WalletReader
+
+log = structlog.get_logger("importer")
 
 EMAIL_CACHE_MAX = 10_000  # resolved e-mails kept across chunks (a bounded LRU: memory stays flat)
 
@@ -42,6 +47,9 @@ class Work:
     customer_id: str
     key: str
     checked_at: float = 0.0  # when the wallet look-up said "not there" (the dispatcher's clock)
+    # `on_existing: update`: the existing entry and what its PATCH changes (None: a POST).
+    update_id: str | None = None
+    fix: Correction | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +132,8 @@ class ChunkPreparer:
         *,
         dry_run: bool,
         clock: Callable[[], float] = time.monotonic,
+        on_existing: str = "skip",
+        recreate_undone: bool = False,
     ) -> None:
         self._journal = journal
         self._clock = clock
@@ -134,6 +144,8 @@ class ChunkPreparer:
         self._dry_run = dry_run
         # Spellings already looked up (as written), and, per lower-cased address, every customer
         # (id → stored e-mail) any look-up found for it under any spelling. Both bounded LRUs.
+        self._update = on_existing == "update"
+        self._recreate_undone = recreate_undone
         self._spellings: OrderedDict[str, None] = OrderedDict()
         self._known: OrderedDict[str, dict[str, str]] = OrderedDict()
 
@@ -190,6 +202,20 @@ class ChunkPreparer:
         return None
 
     def _settled_by_journal(self, state: PairingState | None, customer_id: str) -> Outcome | None:
+        if state is not None and state.state == "undone":
+            if self._recreate_undone:
+                self._stats.recreated_after_undo += 1
+                log.info("row.recreating_undone", customer_id=customer_id, undo_run_id=state.run_id)
+                return None  # checked in the wallet, then created again
+            return Outcome(
+                RowStatus.SKIPPED,
+                customer_id=customer_id,
+                error_code="UNDONE",
+                error_detail=f"`importer undo` (run {state.run_id}) deleted this pairing's entry; "
+                "not created again: pass --recreate-undone to create it",
+            )
+        if self._update and state is not None and state.run_id != self._run_id:
+            return None  # the entry's values must be read to compare them with the row
         if (
             state is None
             or state.state not in ("created", "already_exists")
@@ -244,7 +270,7 @@ class ChunkPreparer:
             for work, _ in pending
         )
         try:
-            index = await self._reader.read(customers, tokens)
+            index = await self._reader.read_entries(customers, tokens, values=self._update)
         except LookupFailed as exc:
             for work, _ in pending:
                 out.settled.append(
@@ -253,10 +279,13 @@ class ChunkPreparer:
             return
         checked_at = self._clock()
         for work, state in pending:
-            found = index.get(work.key)
-            if found is None:
+            entry = index.get(work.key)
+            if entry is None:
                 out.work.append(replace(work, checked_at=checked_at))
                 continue
+            found = entry.id
+            if state is not None and state.state == "undone":
+                log.info("row.recreate_undone_exists", row_seq=work.seq, customer_payment_source_id=found)
             status = RowStatus.ALREADY_EXISTS
             if state is not None and state.state == "sending":
                 # A POST of an earlier attempt had an unknown outcome (a crash mid-request): it
@@ -265,6 +294,23 @@ class ChunkPreparer:
                 if state.run_id == self._run_id:
                     status = RowStatus.CREATED
             outcome = Outcome(status, found, work.customer_id)
-            if not self._dry_run:
+            if not self._dry_run and (state is None or state.state not in ("created", "already_exists")):
                 self._journal.mark_pairing(self._target, work.key, self._run_id, outcome)
-            out.settled.append((work.seq, outcome))
+            fix = (
+                correction(work.pairing, entry)
+                if self._update and status is RowStatus.ALREADY_EXISTS
+                else None
+            )
+            if fix is None:
+                out.settled.append((work.seq, outcome))
+            elif self._dry_run:
+                out.settled.append(
+                    (
+                        work.seq,
+                        Outcome(RowStatus.WOULD_UPDATE, found, work.customer_id, changed_fields=fix.label),
+                    )
+                )
+            else:
+                out.work.append(
+                    Work(work.seq, work.pairing, work.customer_id, work.key, update_id=found, fix=fix)
+                )

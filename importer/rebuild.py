@@ -16,7 +16,7 @@ from importer import __version__
 from importer.config import Settings
 from importer.errors import PreflightError, UsageError
 from importer.journal import Journal, RunInfo
-from importer.models import RowStatus
+from importer.models import RowStatus, statuses_for
 from importer.report import print_summary, write_reports
 
 log = structlog.get_logger("importer")
@@ -64,7 +64,7 @@ def _check_writable(path: Path) -> None:
 
 def recomputed_summary(journal: Journal, info: RunInfo) -> dict[str, Any]:
     """The summary of a run that never wrote one (killed, or still running): counts only."""
-    counts = {s.value: 0 for s in RowStatus}
+    counts = {s.value: 0 for s in statuses_for(info.command)}
     for status, n in journal.count_rows(info.run_id).items():
         # pending/sending rows were never settled; iter_rows reports them the same way.
         counts[status if status in counts else RowStatus.NOT_ATTEMPTED.value] += n

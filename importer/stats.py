@@ -12,6 +12,8 @@ class DispatchStats:
 
     requests: int = 0  # every HTTP request, token requests included
     posts: int = 0  # POST /api/customer_payment_sources, retries included
+    patches: int = 0  # PATCH (`on_existing: update`), retries included
+    deletes: int = 0  # DELETE (`importer undo`), retries included
     lookup_requests: int = 0  # every GET (email resolution, wallet look-ups, ambiguity checks)
     retries: int = 0  # requests sent again after a 429, 5xx, timeout or dropped connection
     rate_limited: int = 0  # 429 answers received
@@ -22,6 +24,7 @@ class DispatchStats:
     rows_settled: int = 0
     ambiguous_outcomes: int = 0  # POSTs with an unknown outcome, settled by a look-up
     existence_lookups: int = 0  # --dry-run: GETs that checked payment sources/methods exist
+    recreated_after_undo: int = 0  # pairings `undo` deleted, sent again (`run --recreate-undone`)
     by_status: dict[str, int] = field(default_factory=dict)
     max_window_held: dict[str, int] = field(default_factory=dict)  # client-side, for the bench
     # --fail-fast: the failure that stopped the run, (file, sheet, row): the first one learned of.
@@ -51,6 +54,8 @@ class DispatchStats:
         return {
             "requests": self.requests,
             "posts": self.posts,
+            "patches": self.patches,
+            "deletes": self.deletes,
             "lookup_requests": self.lookup_requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
@@ -59,6 +64,7 @@ class DispatchStats:
             "throughput_rows_per_s": round(self.throughput_rows_per_s, 3),
             "rows_settled": self.rows_settled,
             "ambiguous_outcomes": self.ambiguous_outcomes,
+            "recreated_after_undo": self.recreated_after_undo,
             "lookups_per_100_rows": round(self.lookups_per_100_rows, 2),
             "existence_lookup_requests": self.existence_lookups,
             "check_to_post_max_s": round(self.check_to_post_max_s, 3),

@@ -16,6 +16,7 @@ from functools import partial
 
 from importer.client import ApiClient
 from importer.lookups import (
+    WalletEntry,
     batches,
     customers_by_email,
     email_forms,
@@ -24,7 +25,7 @@ from importer.lookups import (
     page_count,
     wallet_by_customers,
     wallet_entries,
-    wallet_index,
+    wallet_records,
 )
 from importer.transport import ApiRequest, Ok, Retriable, RowRejected
 
@@ -48,6 +49,10 @@ class WalletReader:
         self._client = client
         self.wallet_batch = wallet_batch
         self.email_batch = email_batch
+
+    async def fetch(self, request: ApiRequest) -> object:
+        """One GET's body. Raises LookupFailed (a 404 carries http_status 404)."""
+        return await self._get(request)
 
     async def _get(self, request: ApiRequest) -> object:
         answer = await self._client.request(request, self._client.attempts(), retry_ambiguous=True)
@@ -79,12 +84,19 @@ class WalletReader:
         """Pairing key → existing wallet entry id, for these customers' wallets.
 
         `tokens`: when given (see lookups.token_filter), only entries with these tokens are read."""
-        index: dict[str, str] = {}
+        return {key: entry.id for key, entry in (await self.read_entries(customer_ids, tokens)).items()}
+
+    async def read_entries(
+        self, customer_ids: Sequence[str], tokens: Sequence[str] = (), *, values: bool = False
+    ) -> dict[str, WalletEntry]:
+        """Pairing key → existing wallet entry. `values`: with the reference, reference_origin and
+        metadata that `on_existing: update` compares with the row's (asked for only then)."""
+        index: dict[str, WalletEntry] = {}
         for batch in batches(list(customer_ids), self.wallet_batch):
             only = batch[0] if len(batch) == 1 else None
-            for body in await self._pages(partial(wallet_by_customers, batch, tokens=tokens)):
-                for key, entry_id in wallet_index(wallet_entries(body), only).items():
-                    index.setdefault(key, entry_id)
+            for body in await self._pages(partial(wallet_by_customers, batch, tokens=tokens, values=values)):
+                for key, entry in wallet_records(wallet_entries(body), only).items():
+                    index.setdefault(key, entry)
         return index
 
 

@@ -355,7 +355,7 @@ def test_results_xlsx(tmp_path: Path) -> None:
     path = tmp_path / "out" / "results.xlsx"
     assert xlsx_sheet_names(path) == ["Results", "Summary"]
     assert xlsx_frozen_at(path, "Results") == "A2"
-    assert xlsx_autofilter(path, "Results") == "A1:O10"
+    assert xlsx_autofilter(path, "Results") == "A1:P10"
     rows = xlsx_values(path, "Results")
     assert tuple(rows[0]) == REPORT_COLUMNS
     assert [r[3] for r in rows[1:]] == [r["status"] for r in read_csv(tmp_path / "out" / "results.csv")]

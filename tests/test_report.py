@@ -28,7 +28,7 @@ from importer.columns import FAILURE_CORE_FIELDS, FAILURE_LEAD_COLUMNS
 from importer.config import Settings
 from importer.errors import PreflightError, UsageError
 from importer.journal import REPORT_COLUMNS, Journal
-from importer.models import Outcome, Pairing, RowStatus
+from importer.models import Outcome, Pairing, RowStatus, statuses_for
 from importer.neutralize import unneutralize
 from importer.rebuild import rebuild_report
 from importer.report import print_summary, summary_lines, write_reports
@@ -164,7 +164,7 @@ def test_results_csv(journal: Journal, tmp_path: Path) -> None:
     assert ",".join(rows[0]) == (
         "source_file,sheet,row_number,status,customer_payment_source_id,customer_id,customer_email,"
         "payment_source_type,payment_source_id,payment_source_token,reference,http_status,error_code,"
-        "error_detail,attempts"
+        "error_detail,attempts,changed_fields"
     )
     lines = read_csv(out / "results.csv")
     assert [r["status"] for r in lines] == [
@@ -409,7 +409,7 @@ def test_results_xlsx(journal: Journal, tmp_path: Path) -> None:
     path = tmp_path / "results.xlsx"
     assert xlsx_sheet_names(path) == ["Results", "Summary"]
     assert xlsx_frozen_at(path, "Results") == "A2"
-    assert xlsx_autofilter(path, "Results") == "A1:O7"
+    assert xlsx_autofilter(path, "Results") == "A1:P7"
     values = xlsx_values(path, "Results")
     assert tuple(values[0]) == REPORT_COLUMNS
     assert len(values) == 7
@@ -448,7 +448,7 @@ def test_xlsx_continues_on_a_second_sheet_past_the_row_limit(
     assert len(xlsx_values(path, "Results")) == 4 and len(xlsx_values(path, "Results 2")) == 3
     assert xlsx_values(path, "Results 2")[0][0] == "source_file"
     assert xlsx_frozen_at(path, "Results 2") == "A2"
-    assert xlsx_autofilter(path, "Results 2") == "A1:O3"
+    assert xlsx_autofilter(path, "Results 2") == "A1:P3"
 
 
 def test_summary_lines_flatten() -> None:
@@ -552,7 +552,7 @@ def test_rebuild_newest_run_without_summary(
     assert summary["run_id"] == newer and summary["run_state"] == "running"
     assert summary["rows_total"] == 2
     assert summary["counts"]["not_attempted"] == 1 and summary["counts"]["created"] == 1
-    assert set(summary["counts"]) == {s.value for s in RowStatus}
+    assert set(summary["counts"]) == {s.value for s in statuses_for("run")}
     assert [r["status"] for r in read_csv(out / "results.csv")] == ["not_attempted", "created"]
 
 

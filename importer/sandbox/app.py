@@ -25,6 +25,7 @@ from importer.sandbox.stats import LogEntry
 from importer.sandbox.store import CPS, EXPORTS, IMPORTS
 
 CREATE_CPS = ("POST", f"/api/{CPS}")
+CPS_ITEM = f"/api/{CPS}/{{id}}"
 
 
 def _accepts(header: str) -> bool:
@@ -105,7 +106,12 @@ async def _api(
     try:
         auth.require_token(request, sb)
         _check_media(request)
-        code = sb.faults.error_5xx(is_create=(method, template) == CREATE_CPS)
+        kind = "other"
+        if (method, template) == CREATE_CPS:
+            kind = "create"
+        elif template == CPS_ITEM and method in ("PATCH", "DELETE"):
+            kind = "write"
+        code = sb.faults.error_5xx(kind)
         if code is not None:
             ctx.fault = "error_5xx"
             response = internal_error().response() if code == 500 else gateway_error(code)

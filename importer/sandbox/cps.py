@@ -80,7 +80,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     return json_response(sb.renderer(request).document(CPS, record), status=201)
 
 
-async def update(request: web.Request) -> web.Response:
+async def update(request: web.Request) -> web.StreamResponse:
     sb = request.app[SANDBOX]
     id_ = request.match_info["id"]
     if sb.store.get(CPS, id_) is None:
@@ -99,13 +99,28 @@ async def update(request: web.Request) -> web.Response:
     if "metadata" in changes:
         changes["metadata"] = changes["metadata"] or {}
     record = sb.store.update(CPS, id_, changes)
-    return json_response(sb.renderer(request).document(CPS, record))
+    failure = _commit_then_fail(request)
+    return failure or json_response(sb.renderer(request).document(CPS, record))
 
 
-async def delete(request: web.Request) -> web.Response:
+async def delete(request: web.Request) -> web.StreamResponse:
     sb = request.app[SANDBOX]
     id_ = request.match_info["id"]
     if sb.store.get(CPS, id_) is None:
         raise not_found()
     sb.store.delete(CPS, id_)
-    return web.Response(status=204)
+    sb.stats.deleted[CPS] += 1
+    return _commit_then_fail(request) or web.Response(status=204)
+
+
+def _commit_then_fail(request: web.Request) -> web.StreamResponse | None:
+    """The PATCH or DELETE is done; with commit_then_fail_scope `writes`, its answer may be lost."""
+    failure = request.app[SANDBOX].faults.commit_then_fail(write=True)
+    if failure is None:
+        return None
+    context = request[CONTEXT]
+    context.fault = "commit_then_fail"
+    if failure == "drop":
+        context.dropped = True
+        return drop_connection(request)
+    return gateway_error(502)

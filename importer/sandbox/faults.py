@@ -61,15 +61,20 @@ class Faults:
         self.counts["latency"] += 1
         return self.rng.lognormvariate(math.log(median), sigma) if sigma > 0 else median
 
-    def error_5xx(self, is_create: bool) -> int | None:
-        if not is_create and self.settings.error_5xx_scope != "api":
+    def error_5xx(self, kind: str) -> int | None:
+        """`kind`: `create` (POST customer_payment_sources), `write` (its PATCH/DELETE) or `other`."""
+        scope = self.settings.error_5xx_scope
+        if not (scope == "api" or kind == "create" or (kind == "write" and scope == "writes")):
             return None
         if not self._count("error_5xx", self._roll(self.settings.error_5xx)):
             return None
         return self.rng.choice((500, 502, 503))
 
-    def commit_then_fail(self) -> str | None:
-        """After a record was created: "502" (answer 502) or "drop" (drop the connection)."""
+    def commit_then_fail(self, write: bool = False) -> str | None:
+        """After a record was created (or, `write`, updated or deleted, with
+        commit_then_fail_scope `writes`): "502" (answer 502) or "drop" (drop the connection)."""
+        if write and self.settings.commit_then_fail_scope != "writes":
+            return None
         if not self._count("commit_then_fail", self._roll(self.settings.commit_then_fail)):
             return None
         mode = self.settings.commit_then_fail_mode

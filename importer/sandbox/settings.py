@@ -20,7 +20,8 @@ DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
 
 ENVS = ("test", "live")
 RATE_CLASSES = ("cacheable", "uncacheable")
-ERROR_5XX_SCOPES = ("create", "api")
+ERROR_5XX_SCOPES = ("create", "writes", "api")
+COMMIT_THEN_FAIL_SCOPES = ("create", "writes")
 COMMIT_THEN_FAIL_MODES = ("502", "drop", "mixed")
 RETRY_AFTER_FORMATS = ("seconds", "http-date")
 LIST_ORDERS = ("oldest_first", "newest_first")
@@ -32,6 +33,7 @@ FAULT_KEYS = (
     "error_5xx_scope",
     "commit_then_fail",
     "commit_then_fail_mode",
+    "commit_then_fail_scope",
     "connection_reset",
     "latency_median_s",
     "latency_sigma",
@@ -136,6 +138,7 @@ class SandboxSettings:
     error_5xx_scope: str = "create"
     commit_then_fail: float = 0.0
     commit_then_fail_mode: str = "502"
+    commit_then_fail_scope: str = "create"
     connection_reset: float = 0.0
     latency_median_s: float = 0.0
     latency_sigma: float = 0.0
@@ -163,7 +166,14 @@ class SandboxSettings:
             "import_errors_log_keys",
             f"must be one of {', '.join(ERRORS_LOG_KEYS)}",
         )
-        _check(self.error_5xx_scope in ERROR_5XX_SCOPES, "error_5xx_scope", "must be 'create' or 'api'")
+        _check(
+            self.error_5xx_scope in ERROR_5XX_SCOPES, "error_5xx_scope", "must be 'create', 'writes' or 'api'"
+        )
+        _check(
+            self.commit_then_fail_scope in COMMIT_THEN_FAIL_SCOPES,
+            "commit_then_fail_scope",
+            "must be 'create' or 'writes'",
+        )
         _check(
             self.commit_then_fail_mode in COMMIT_THEN_FAIL_MODES,
             "commit_then_fail_mode",

@@ -37,6 +37,7 @@ class Stats:
     storm_429: int = 0  # 429s from a storm
     faults: Counter[str] = field(default_factory=Counter)  # filled by `Faults`, one per injection
     created: Counter[str] = field(default_factory=Counter)
+    deleted: Counter[str] = field(default_factory=Counter)
     tokens_issued: int = 0
     log: deque[LogEntry] = field(init=False)
     log_total: int = 0
@@ -55,6 +56,7 @@ class Stats:
         self.rate_limited = self.storm_429 = self.tokens_issued = self.log_total = 0
         self.faults.clear()
         self.created.clear()
+        self.deleted.clear()
         self.log.clear()
 
     def to_json(self) -> dict[str, Any]:
@@ -68,5 +70,6 @@ class Stats:
             },
             "faults": dict(self.faults),
             "records_created": dict(self.created),
+            "records_deleted": dict(self.deleted),
             "tokens_issued": self.tokens_issued,
         }
