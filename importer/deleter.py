@@ -55,6 +55,34 @@ def _outcome(item: _Item, status: RowStatus, **kw: Any) -> Outcome:
     return Outcome(status, item.record_id, item.customer_id, **kw)
 
 
+def known_outcome(known: tuple[str, str] | None, item: _Item, run_id: str) -> Outcome | None:
+    """The outcome the journal already knows for this record (an earlier undo deleted it)."""
+    if known is None or known[0] not in ("deleted", "already_deleted"):
+        return None
+    state, by_run = known
+    if by_run == run_id:  # this undo, before it was stopped
+        return _outcome(item, RowStatus.DELETED if state == "deleted" else RowStatus.ALREADY_DELETED)
+    return _outcome(
+        item,
+        RowStatus.ALREADY_DELETED,
+        error_code="UNDONE_BEFORE",
+        error_detail=f"already deleted by undo run {by_run}; nothing sent",
+    )
+
+
+def settle_from_journal(journal: Journal, ledger: Journal, run_id: str, target: str) -> int:
+    """Settle, with no request, the rows whose record the journal knows is deleted (a repeated
+    undo, or the part of a resumed one that was done). Returns how many rows are left open."""
+    done: list[tuple[int, Outcome]] = []
+    for row in journal.open_undo_rows(run_id):
+        item = _Item(*row)
+        outcome = known_outcome(ledger.deletion_state(target, item.record_id), item, run_id)
+        if outcome is not None:
+            done.append((item.seq, outcome))
+    journal.set_many_outcomes(run_id, done)
+    return journal.count_open_undo(run_id)
+
+
 class _Undo:
     def __init__(
         self,
@@ -123,21 +151,9 @@ class _Undo:
         ask: list[_Item] = []
         for item in chunk:
             known = self.ledger.deletion_state(self.target, item.record_id)
-            if known is not None and known[0] in ("deleted", "already_deleted"):
-                state, by_run = known
-                if by_run == self.run_id:  # this undo, before it was stopped
-                    status = RowStatus.DELETED if state == "deleted" else RowStatus.ALREADY_DELETED
-                    self.settle(item.seq, _outcome(item, status))
-                else:
-                    self.settle(
-                        item.seq,
-                        _outcome(
-                            item,
-                            RowStatus.ALREADY_DELETED,
-                            error_code="UNDONE_BEFORE",
-                            error_detail=f"already deleted by undo run {by_run}; nothing sent",
-                        ),
-                    )
+            settled = known_outcome(known, item, self.run_id)
+            if settled is not None:
+                self.settle(item.seq, settled)
                 continue
             item.was_deleting = known is not None and known[0] == "deleting"
             ask.append(item)

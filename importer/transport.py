@@ -237,6 +237,12 @@ class AiohttpSender:
     async def __aenter__(self) -> AiohttpSender:
         connector = aiohttp.TCPConnector(limit=self._concurrency)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        # aiohttp silently sends an idempotent request (GET, DELETE) a second time when a pooled
+        # connection drops before the answer. A DELETE whose first send was processed then comes
+        # back 404 and reads as "someone else deleted it", and neither send is paced or counted
+        # here. Every resend must be ours (retry.py, the look-up-first protocol), so it is off.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(

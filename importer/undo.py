@@ -165,7 +165,9 @@ def _undo(
         _intake(journal, run_id, _source_rows(ledger, opts.source, target))
         journal.mark_intake_done(run_id)
 
-    from importer.deleter import undo_dispatch  # the network side
+    from importer.deleter import settle_from_journal, undo_dispatch  # the network side
+
+    open_rows = settle_from_journal(journal, ledger, run_id, target)
 
     stop = asyncio.Event()
     state, message, stats, exit_code = "finished", None, {}, None
@@ -181,7 +183,7 @@ def _undo(
                     target=target,
                     dry_run=opts.dry_run,
                     stop=stop,
-                    total=journal.count_open_undo(run_id),
+                    total=open_rows,
                     progress_bar=opts.progress,
                 ),
             )
