@@ -505,3 +505,31 @@ def fire_when(
     finally:
         stop.set()
         thread.join(10)
+
+
+def api_json(sb: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One /api call with a JSON body over HTTP and a fresh token, as a person or another tool
+    makes it; returns (status, parsed body)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    token_req = urllib.request.Request(
+        sb.auth_url,
+        data=json.dumps(
+            {"grant_type": "client_credentials", "client_id": sb.client_id, "client_secret": sb.client_secret}
+        ).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with opener.open(token_req, timeout=30) as response:
+        token = json.loads(response.read())["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.api+json"}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/vnd.api+json"
+        data = json.dumps(body).encode()
+    req = urllib.request.Request(f"{sb.base_url}{path}", data=data, method=method, headers=headers)
+    try:
+        with opener.open(req, timeout=30) as response:
+            raw = response.read()
+            return int(response.status), json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")

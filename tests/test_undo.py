@@ -15,11 +15,9 @@ records and request log), never on seconds.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 from e2e_helpers import (
     SandboxProc,
+    api_json,
     api_of,
     clean_env,
     cli,
@@ -50,7 +49,6 @@ from importer.sandbox.settings import DEMO_SEED
 from importer.sandbox.testing import SandboxThread, fast_settings
 
 CUSTOMERS = 72
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture
@@ -76,32 +74,6 @@ def _run(inputs: Path, config: Path, report: Path, *extra: str) -> tuple[int, di
 def _undo(config: Path, report: Path, *args: str) -> tuple[int, str]:
     result = cli(["undo", *args, "-c", str(config), "--report-dir", str(report), "--log-format", "json"])
     return result.code, result.err
-
-
-def api(sb: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One /api call over HTTP with a fresh token, as a person or another tool would make it."""
-    token_req = urllib.request.Request(
-        sb.auth_url,
-        data=json.dumps(
-            {"grant_type": "client_credentials", "client_id": sb.client_id, "client_secret": sb.client_secret}
-        ).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with _OPENER.open(token_req, timeout=30) as response:
-        token = json.loads(response.read())["access_token"]
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.api+json"}
-    data = None
-    if body is not None:
-        headers["Content-Type"] = "application/vnd.api+json"
-        data = json.dumps(body).encode()
-    req = urllib.request.Request(f"{sb.base_url}{path}", data=data, method=method, headers=headers)
-    try:
-        with _OPENER.open(req, timeout=30) as response:
-            raw = response.read()
-            return int(response.status), json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def _api_log(sb: Any, since: int = 0) -> list[dict[str, Any]]:
@@ -135,7 +107,7 @@ def test_undo_of_a_whole_run_then_again_then_a_rerun_of_the_file(
     code, s = _run(tmp_path / "in.csv", config, tmp_path / "pre", "--max-rows", "1")
     assert code == 1 and s["counts"]["created"] == 1  # the other rows are not_attempted
     first = next(r for r in results(tmp_path / "pre") if r["status"] == "created")
-    status, _ = api(
+    status, _ = api_json(
         sandbox,
         "PATCH",
         f"/api/customer_payment_sources/{first['customer_payment_source_id']}",
@@ -271,14 +243,14 @@ def test_records_deleted_by_hand_replaced_or_rekeyed_are_left_alone(
                 "attributes": {"metadata": metadata},
             }
         }
-        assert api(sandbox, "PATCH", f"/api/customer_payment_sources/{record_id}", body)[0] == 200
+        assert api_json(sandbox, "PATCH", f"/api/customer_payment_sources/{record_id}", body)[0] == 200
 
     # rows 0, 1: deleted by hand; row 2: deleted and replaced by a record someone else made for
     # the same pairing; row 3: re-keyed by someone else; row 4: its importer_key removed.
     for record_id in created[:3]:
-        assert api(sandbox, "DELETE", f"/api/customer_payment_sources/{record_id}")[0] == 204
+        assert api_json(sandbox, "DELETE", f"/api/customer_payment_sources/{record_id}")[0] == 204
     replaced = records[created[2]]
-    status, body = api(
+    status, body = api_json(
         sandbox,
         "POST",
         "/api/customer_payment_sources",
@@ -424,4 +396,3 @@ def test_kill_9_mid_undo_then_the_same_command_resumes_it(tmp_path: Path) -> Non
         deletes = [e for e in log if e["method"] == "DELETE" and not e["rate_limited"]]
         assert len(deletes) == rows and {e["status"] for e in deletes} == {204}
         assert journal_query(journal, "SELECT COUNT(*) FROM runs WHERE command='undo'") == [(1,)]
-
