@@ -14,7 +14,7 @@ from typing import Any
 
 from importer.lookups import WalletEntry
 from importer.models import Pairing
-from importer.planner import CPS_PATH, IMPORTER_KEY
+from importer.planner import CPS_ITEM, CPS_PATH, IMPORTER_KEY
 from importer.transport import ApiRequest
 
 _MISSING = object()
@@ -54,4 +54,4 @@ def correction(pairing: Pairing, entry: WalletEntry) -> Correction | None:
 
 def update_request(record_id: str, fix: Correction) -> ApiRequest:
     body = {"data": {"type": "customer_payment_sources", "id": record_id, "attributes": fix.attributes}}
-    return ApiRequest("PATCH", f"{CPS_PATH}/{record_id}", body=body)
+    return ApiRequest("PATCH", f"{CPS_PATH}/{record_id}", body=body, template=CPS_ITEM)

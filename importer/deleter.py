@@ -31,7 +31,7 @@ from importer.errors import RunAborted
 from importer.journal import Journal
 from importer.lookups import PAGE_SIZE, metadata_by_id, record_by_id, records_by_ids
 from importer.models import Outcome, Pairing, RowStatus
-from importer.planner import CPS_PATH
+from importer.planner import CPS_ITEM, CPS_PATH
 from importer.progress import RunProgress
 from importer.session import ApiSession, open_session
 from importer.stats import DispatchStats
@@ -202,7 +202,7 @@ class _Undo:
     async def delete(self, item: _Item) -> Outcome:
         client = self.api.client
         self.ledger.mark_deleting(self.target, item.record_id, item.key, self.run_id)
-        request = ApiRequest("DELETE", f"{CPS_PATH}/{item.record_id}")
+        request = ApiRequest("DELETE", f"{CPS_PATH}/{item.record_id}", template=CPS_ITEM)
         attempts = client.attempts()
         while True:
             answer = await client.request(request, attempts, retry_ambiguous=False)

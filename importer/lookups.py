@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from importer.planner import CPS_PATH
+from importer.planner import CPS_ITEM, CPS_PATH
 from importer.transport import ApiRequest
 
 CUSTOMERS_PATH = "/api/customers"
@@ -111,11 +111,8 @@ def records_by_ids(ids: Sequence[str]) -> ApiRequest:
 
 def record_by_id(record_id: str) -> ApiRequest:
     """One wallet entry, only its metadata: does it still exist after a DELETE with no answer?"""
-    return ApiRequest(
-        "GET",
-        f"{CPS_PATH}/{quote(record_id, safe='')}",
-        _query([("fields[customer_payment_sources]", "metadata")]),
-    )
+    query = _query([("fields[customer_payment_sources]", "metadata")])
+    return ApiRequest("GET", f"{CPS_PATH}/{quote(record_id, safe='')}", query, template=CPS_ITEM)
 
 
 def metadata_by_id(body: Any) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from importer.models import Pairing, pairing_digest
 from importer.transport import ApiRequest
 
 CPS_PATH = "/api/customer_payment_sources"
+CPS_ITEM = f"{CPS_PATH}/{{id}}"  # one record's endpoint, as the rate windows count it
 # Stamped into every record we create so the importer (and an auditor) can find its own records
 # by `filter[q][metadata_jcont]={"importer_key": ...}`; see docs/exactly-once.md.
 IMPORTER_KEY = "importer_key"

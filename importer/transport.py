@@ -43,11 +43,14 @@ class ApiRequest:
     path: str
     query: str = ""
     body: Mapping[str, Any] | None = None
+    # The path with its id replaced (`/api/customer_payment_sources/{id}`) for a request to one
+    # record: the burst window is per endpoint, not per record.
+    template: str | None = None
 
     @property
     def endpoint(self) -> str:
-        """The rate-limit endpoint: method + path, without the query."""
-        return f"{self.method} {self.path}"
+        """The rate-limit endpoint: method + path template, without the query."""
+        return f"{self.method} {self.template or self.path}"
 
 
 @dataclass(frozen=True, slots=True)

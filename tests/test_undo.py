@@ -396,3 +396,21 @@ def test_kill_9_mid_undo_then_the_same_command_resumes_it(tmp_path: Path) -> Non
         deletes = [e for e in log if e["method"] == "DELETE" and not e["rate_limited"]]
         assert len(deletes) == rows and {e["status"] for e in deletes} == {204}
         assert journal_query(journal, "SELECT COUNT(*) FROM runs WHERE command='undo'") == [(1,)]
+
+
+def test_deletes_share_one_burst_window_and_meet_no_429(tmp_path: Path) -> None:
+    # The burst window is per endpoint: `DELETE /api/customer_payment_sources/{id}`, whatever
+    # the id. A low burst limit (and an average one that does not bind) shows it.
+    rows = 30
+    with SandboxThread(fast_settings(customers=CUSTOMERS, burst_limit=5, average_limit=600)) as sb:
+        write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=rows)
+        config = _config(sb, tmp_path, tmp_path / "journal.sqlite")
+        code, _ = _run(tmp_path / "in.csv", config, tmp_path / "run")
+        assert code == 0
+        before = len(sb.requests_log())
+        code, err = _undo(config, tmp_path / "undo", _run_id(tmp_path / "run"), "--yes")
+        assert code == 0, err
+        log = _api_log(sb, before)
+        assert _count(log, "DELETE") == rows
+        assert [e for e in log if e["rate_limited"]] == []
+        assert summary(tmp_path / "undo")["rate_limited"] == 0
