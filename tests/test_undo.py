@@ -15,6 +15,8 @@ records and request log), never on seconds.
 
 from __future__ import annotations
 
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -414,3 +416,34 @@ def test_deletes_share_one_burst_window_and_meet_no_429(tmp_path: Path) -> None:
         assert _count(log, "DELETE") == rows
         assert [e for e in log if e["rate_limited"]] == []
         assert summary(tmp_path / "undo")["rate_limited"] == 0
+
+
+@pytest.mark.parametrize(("answer", "code", "left"), [(b"no\n", 2, 5), (b"yes\n", 0, 0)])
+def test_on_a_terminal_undo_asks_naming_the_count_and_the_organization(
+    sandbox: SandboxThread, tmp_path: Path, answer: bytes, code: int, left: int
+) -> None:
+    write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=5)
+    config = _config(sandbox, tmp_path, tmp_path / "journal.sqlite")
+    assert _run(tmp_path / "in.csv", config, tmp_path / "run")[0] == 0
+    argv = ["undo", _run_id(tmp_path / "run"), "-c", str(config), "--report-dir", str(tmp_path / "undo")]
+    main, terminal = pty.openpty()  # stdin is a terminal; the answer is typed into it
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "importer", *argv],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=clean_env(),
+        )
+        os.close(terminal)
+        os.write(main, answer)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+    assert proc.returncode == code, err[-2000:]
+    assert "importer undo will DELETE up to 5 wallet entries in 127.0.0.1" in err
+    assert len(sandbox.records()) == left
+    if code == 2:
+        assert "importer: error: not confirmed; nothing was deleted" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -158,3 +159,67 @@ async def test_conflict_409(sandbox: SandboxHandle, client: SandboxClient, unsee
     assert "You can safely ignore this warning." in error["detail"]
     assert len(await sandbox.records()) == (0 if unseen else 1)  # stored first: a concurrent writer won
     assert (await sandbox.stats())["faults"] == {"conflict_409": 1}
+
+
+async def _one_record(sandbox: SandboxHandle, client: SandboxClient) -> str:
+    reply = await client.post(CPS, cps_body(*seed_pairing(sandbox)))
+    assert reply.status == 201
+    return str(reply.body["data"]["id"])
+
+
+def _patch(record_id: str) -> dict[str, object]:
+    return {"data": {"type": "customer_payment_sources", "id": record_id, "attributes": {"reference": "r2"}}}
+
+
+async def test_delete_and_patch_spared_by_the_create_scopes(
+    sandbox: SandboxHandle, client: SandboxClient
+) -> None:
+    record_id = await _one_record(sandbox, client)
+    await sandbox.set_faults(error_5xx=1.0, commit_then_fail=1.0)  # both scopes default to `create`
+    assert (await client.request("PATCH", f"{CPS}/{record_id}", json=_patch(record_id))).status == 200
+    reply = await client.request("DELETE", f"{CPS}/{record_id}")
+    assert (reply.status, reply.body) == (204, None)
+    again = await client.request("DELETE", f"{CPS}/{record_id}")
+    assert again.status == 404 and again.body["errors"][0]["code"] == "RECORD_NOT_FOUND"
+    assert (await sandbox.stats())["records_deleted"] == {"customer_payment_sources": 1}
+
+
+async def test_error_5xx_scope_writes_hits_patch_and_delete_before_writing(
+    sandbox: SandboxHandle, client: SandboxClient
+) -> None:
+    record_id = await _one_record(sandbox, client)
+    await sandbox.set_faults(error_5xx=1.0, error_5xx_scope="writes")
+    assert (await client.request("PATCH", f"{CPS}/{record_id}", json=_patch(record_id))).status in (
+        500,
+        502,
+        503,
+    )
+    assert (await client.request("DELETE", f"{CPS}/{record_id}")).status in (500, 502, 503)
+    assert (await client.get("/api/customers")).status == 200  # reads are spared
+    (record,) = await sandbox.records()
+    assert record["id"] == record_id and record["reference"] != "r2"
+
+
+@pytest.mark.parametrize("mode", ["502", "drop"])
+async def test_commit_then_fail_scope_writes_deletes_then_loses_the_answer(
+    sandbox: SandboxHandle, client: SandboxClient, mode: str
+) -> None:
+    first, second = await _one_record(sandbox, client), await _one_record(sandbox, client)
+    await sandbox.set_faults(
+        commit_then_fail=1.0, commit_then_fail_scope="writes", commit_then_fail_mode=mode
+    )
+    if mode == "502":
+        assert (await client.request("PATCH", f"{CPS}/{first}", json=_patch(first))).status == 502
+        assert (await client.request("DELETE", f"{CPS}/{second}")).status == 502
+    else:
+        with pytest.raises(aiohttp.ClientError):
+            await client.request("PATCH", f"{CPS}/{first}", json=_patch(first))
+        # aiohttp itself may send a DELETE again on a new connection when the pooled one drops
+        # (it is idempotent); the log shows the first one was done and its answer lost.
+        with contextlib.suppress(aiohttp.ClientError):
+            await client.request("DELETE", f"{CPS}/{second}")
+        deletes = [e for e in await sandbox.requests_log() if e["method"] == "DELETE"]
+        assert (deletes[0]["status"], deletes[0]["fault"]) == (0, "commit_then_fail")
+    (record,) = await sandbox.records()  # the DELETE was done, the PATCH too
+    assert record["id"] == first and record["reference"] == "r2"
+    assert (await sandbox.stats())["faults"] == {"commit_then_fail": 2}
