@@ -155,6 +155,12 @@ def test_undo_of_a_whole_run_then_again_then_a_rerun_of_the_file(
         ("deleted", rows - 1)
     ]
     assert journal_query(journal, "SELECT COUNT(*) FROM pairings WHERE state='undone'") == [(rows - 1,)]
+    # `importer report` rebuilds an undo's report from the journal, like a run's.
+    undo_id = str(s1["run_id"])
+    rebuilt = cli(["report", "--journal", str(journal), "--run-id", undo_id, "-c", str(config),
+                   "--report-dir", str(tmp_path / "rebuilt"), "--log-format", "json"])  # fmt: skip
+    assert rebuilt.code == 0
+    assert results(tmp_path / "rebuilt") == lines
 
     # The same undo again: nothing to do, not a single request.
     before = len(sandbox.requests_log())
@@ -345,7 +351,10 @@ def test_without_a_terminal_and_without_yes_undo_refuses(sandbox: SandboxThread,
 
 
 @pytest.mark.slow
-def test_kill_9_mid_undo_then_the_same_command_resumes_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_9_or_sigterm_mid_undo_then_the_same_command_resumes_it(
+    tmp_path: Path, how: signal.Signals
+) -> None:
     rows = 80
     info = write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=rows)
     journal = tmp_path / "journal.sqlite"
@@ -373,9 +382,16 @@ def test_kill_9_mid_undo_then_the_same_command_resumes_it(tmp_path: Path) -> Non
         with importer_proc(argv, tmp_path, "first") as first:
             wait_for(lambda: deleted() >= 15 or first.proc.poll() is not None, 60, "15 deletions journaled")
             assert first.proc.poll() is None, f"the undo ended before the kill: {first.err[-2000:]}"
-            first.signal(signal.SIGKILL)
-            assert first.wait(10) == -signal.SIGKILL
+            first.signal(how)
+            assert first.wait(30) == (-signal.SIGKILL if how == signal.SIGKILL else 130)
         quiet(sb)
+        if how == signal.SIGTERM:
+            # In-flight deletes finished, the report was written, the rest is not_attempted.
+            counts = status_counts(results(tmp_path / "undo"))
+            assert set(counts) == {"deleted", "not_attempted"} and sum(counts.values()) == rows
+            assert counts["deleted"] == deleted()
+            assert journal_query(journal, "SELECT state FROM runs WHERE command='undo'") == [("interrupted",)]
+            assert journal_query(journal, "SELECT COUNT(*) FROM deletions WHERE state='deleting'") == [(0,)]
 
         # Nothing the kill cut off is lost: every record gone from the API is journaled as
         # deleted, or as deleting (its answer never read).
@@ -386,7 +402,8 @@ def test_kill_9_mid_undo_then_the_same_command_resumes_it(tmp_path: Path) -> Non
         assert {k for k, v in states.items() if v == "deleted"} <= gone
         assert gone <= set(states)
         assert 15 <= len(gone) < rows
-        assert journal_query(journal, "SELECT state FROM runs WHERE command='undo'") == [("running",)]
+        if how == signal.SIGKILL:
+            assert journal_query(journal, "SELECT state FROM runs WHERE command='undo'") == [("running",)]
 
         with importer_proc(argv, tmp_path, "second") as second:
             assert second.wait(120) == 0, second.err[-2000:]
