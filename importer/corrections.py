@@ -37,13 +37,14 @@ def correction(pairing: Pairing, entry: WalletEntry) -> Correction | None:
     changed: list[str] = []
     for name in ("reference", "reference_origin"):
         want = getattr(pairing, name)
-        if want and want != getattr(entry, name):
+        # An attribute the look-up did not return is unknown, not empty: never PATCHed blindly.
+        if want and name in entry.seen and want != getattr(entry, name):
             attributes[name] = want
             changed.append(name)
     wanted = {k: v for k, v in pairing.metadata.items() if k != IMPORTER_KEY}
     # A look-up answer without metadata cannot be merged into: sending the row's keys alone would
     # drop the record's others, so metadata is left as it is.
-    if wanted and entry.metadata is not None:
+    if wanted and "metadata" in entry.seen and entry.metadata is not None:
         current = entry.metadata
         keys = [k for k, v in wanted.items() if current.get(k, _MISSING) != v]
         if keys:

@@ -176,6 +176,8 @@ class WalletEntry:
     reference: str | None = None
     reference_origin: str | None = None
     metadata: dict[str, Any] | None = None
+    # The attributes the answer carried: one a sparse fieldset left out cannot be compared.
+    seen: frozenset[str] = frozenset()
 
 
 def _linkage(relationships: Any, name: str) -> dict[str, Any] | None:
@@ -208,6 +210,7 @@ def wallet_entries(body: Any) -> list[WalletEntry]:
                 reference=_text(attributes, "reference"),
                 reference_origin=_text(attributes, "reference_origin"),
                 metadata=dict(metadata) if isinstance(metadata, dict) else None,
+                seen=frozenset(attributes) if isinstance(attributes, dict) else frozenset(),
             )
         )
     return entries

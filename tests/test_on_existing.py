@@ -39,7 +39,8 @@ def _pairing(**kw: Any) -> Pairing:
 
 
 def _entry(**kw: Any) -> WalletEntry:
-    return WalletEntry("R000000001", "C000000001", ("stripe_payments:S000000001",), **kw)
+    seen = frozenset(("reference", "reference_origin", "metadata"))
+    return WalletEntry("R000000001", "C000000001", ("stripe_payments:S000000001",), seen=seen, **kw)
 
 
 def test_identical_values_need_no_patch() -> None:
@@ -86,6 +87,11 @@ def test_the_importer_key_is_never_added_changed_or_removed() -> None:
 
 def test_metadata_the_answer_left_out_is_not_overwritten() -> None:
     assert correction(_pairing(metadata={"a": "1"}), _entry(metadata=None)) is None
+
+
+def test_attributes_a_sparse_fieldset_left_out_are_not_patched() -> None:
+    entry = WalletEntry("R000000001", "C000000001", ("stripe_payments:S000000001",), seen=frozenset())
+    assert correction(_pairing(reference="r", reference_origin="o", metadata={"a": "1"}), entry) is None
 
 
 def test_ownership_problem() -> None:
