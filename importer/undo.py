@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import structlog
@@ -60,19 +61,19 @@ def organization(settings: Settings) -> str:
     return urlsplit(settings.commercelayer.base_url or "").hostname or "(no base_url)"
 
 
-@contextlib.contextmanager
-def journal_lock(path: str) -> Iterator[None]:
+def journal_lock(path: str) -> contextlib.AbstractContextManager[Any]:
     """`undo` holds the journal lock for its whole duration (TEAM.md contract 1).
 
-    The one place to wire `importer.runlock.journal_lock(Path(path), command="undo")` once it
-    exists: until then an undo is not guarded against a concurrent run on the same journal."""
+    The one place that takes it: `importer.runlock.journal_lock(Path(path), command="undo")`
+    once that module exists; until then an undo is not guarded against a concurrent run on the
+    same journal."""
     try:
-        from importer import runlock  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        yield
-        return
-    with runlock.journal_lock(Path(path), command="undo"):
-        yield
+        runlock = importlib.import_module("importer.runlock")
+    except ModuleNotFoundError as exc:
+        if exc.name != "importer.runlock":
+            raise  # runlock exists and is broken: say so, do not run unlocked
+        return contextlib.nullcontext()
+    return cast(contextlib.AbstractContextManager[Any], runlock.journal_lock(Path(path), command="undo"))
 
 
 def execute_undo(settings: Settings, opts: UndoOptions) -> CommandResult:
