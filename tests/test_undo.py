@@ -15,6 +15,7 @@ records and request log), never on seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pty
 import signal
@@ -464,3 +465,29 @@ def test_on_a_terminal_undo_asks_naming_the_count_and_the_organization(
     assert len(sandbox.records()) == left
     if code == 2:
         assert "importer: error: not confirmed; nothing was deleted" in err
+
+
+def test_undo_refuses_a_run_it_cannot_be_sure_of(sandbox: SandboxThread, tmp_path: Path) -> None:
+    write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=3)
+    journal = tmp_path / "journal.sqlite"
+    config = _config(sandbox, tmp_path, journal)
+    assert _run(tmp_path / "in.csv", config, tmp_path / "run")[0] == 0
+    run_id = _run_id(tmp_path / "run")
+    code, err = _undo(config, tmp_path / "u", "20990101T000000Z-abcdef", "--yes")
+    assert code == 2
+    assert f"run 20990101T000000Z-abcdef is not an `importer run` in journal {journal}; " in err
+    assert f"the latest runs are: {run_id} (run)" in err
+    # The run created its records in this sandbox; a config pointing elsewhere must not undo it.
+    elsewhere = write_config(
+        tmp_path / "elsewhere.yaml",
+        dataclasses.replace(api_of(sandbox), base_url="http://127.0.0.1:9"),
+        journal,
+    )
+    code, err = _undo(elsewhere, tmp_path / "u", run_id, "--yes")
+    assert code == 2
+    assert f"run {run_id} created its records in {sandbox.base_url}, but commercelayer.base_url is " in err
+    assert len(sandbox.records()) == 3
+    # No journal at all: say how to undo from the report instead.
+    gone = _config(sandbox, tmp_path, tmp_path / "none.sqlite", name="none.yaml")
+    code, err = _undo(gone, tmp_path / "u", run_id, "--yes")
+    assert code == 2 and "undo from the run's report instead: importer undo --results PATH/results.csv" in err
