@@ -294,7 +294,10 @@ class ChunkPreparer:
                 if state.run_id == self._run_id:
                     status = RowStatus.CREATED
             outcome = Outcome(status, found, work.customer_id)
-            if not self._dry_run and (state is None or state.state not in ("created", "already_exists")):
+            # A pairing the journal already knows by its entry (read again only to compare its
+            # values, `on_existing: update`) keeps the run that created it.
+            known = state is not None and state.state in ("created", "already_exists")
+            if not self._dry_run and not (known and state is not None and state.customer_payment_source_id):
                 self._journal.mark_pairing(self._target, work.key, self._run_id, outcome)
             fix = (
                 correction(work.pairing, entry)
