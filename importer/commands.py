@@ -146,10 +146,10 @@ def cmd_undo(args: argparse.Namespace, config_path: str | None) -> int:
 
 
 def _ask(count: int, organization: str) -> bool:
+    # On stdout with input()'s prompt: in JSON mode stderr carries JSON lines only.
     print(
         f"importer undo will DELETE up to {count} wallet entries in {organization} "
-        "(each only after checking its metadata.importer_key).",
-        file=sys.stderr,
+        "(each only after checking its metadata.importer_key)."
     )
     try:
         answer = input("Type 'yes' to go on: ")

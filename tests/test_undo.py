@@ -16,6 +16,7 @@ records and request log), never on seconds.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pty
 import signal
@@ -457,14 +458,20 @@ def test_on_a_terminal_undo_asks_naming_the_count_and_the_organization(
         )
         os.close(terminal)
         os.write(main, answer)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         os.close(main)
     assert proc.returncode == code, err[-2000:]
-    assert "importer undo will DELETE up to 5 wallet entries in 127.0.0.1" in err
+    assert "importer undo will DELETE up to 5 wallet entries in 127.0.0.1" in out
+    assert "Type 'yes' to go on: " in out
     assert len(sandbox.records()) == left
-    if code == 2:
-        assert "importer: error: not confirmed; nothing was deleted" in err
+    if code == 2:  # stderr is not a terminal here: JSON lines only
+        events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        assert {
+            "event": "run.error",
+            "error": "not confirmed; nothing was deleted",
+            "exit_code": 2,
+        }.items() <= (events[-1].items())
 
 
 def test_undo_refuses_a_run_it_cannot_be_sure_of(sandbox: SandboxThread, tmp_path: Path) -> None:
