@@ -8,6 +8,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from e2e_helpers import (
@@ -23,7 +24,7 @@ from e2e_helpers import (
 )
 
 from importer.corrections import correction, update_request
-from importer.lookups import WalletEntry
+from importer.lookups import WalletEntry, wallet_by_customers
 from importer.models import Pairing
 from importer.sandbox.sample import write_sample
 from importer.sandbox.settings import DEMO_SEED
@@ -191,3 +192,15 @@ def test_on_existing_update_patches_what_differs_then_a_rerun_sends_nothing(
     assert cli(run_argv([corrected], config, tmp_path / "again", "--on-existing", "update")).code == 0
     assert status_counts(results(tmp_path / "again")) == {"already_exists": 10}
     assert _patches(sandbox, before) == 0 and _posts(sandbox, before) == 0
+
+
+def test_only_update_mode_asks_the_wallet_look_up_for_the_values_it_compares() -> None:
+    skip = parse_qs(wallet_by_customers(["C000000001"]).query)
+    update = parse_qs(wallet_by_customers(["C000000001"], values=True).query)
+    assert skip["fields[customer_payment_sources]"] == ["payment_source_token,customer,payment_source"]
+    assert update["fields[customer_payment_sources]"] == [
+        "payment_source_token,customer,payment_source,reference,reference_origin,metadata"
+    ]
+    assert {k: v for k, v in update.items() if not k.startswith("fields")} == {
+        k: v for k, v in skip.items() if not k.startswith("fields")
+    }
