@@ -57,6 +57,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--time-scale", type=float, default=0.05)
+    ap.add_argument(
+        "--gap-s",
+        type=float,
+        default=0.0,
+        help="wait this long after the run before the undo (one average window lets the server's "
+        "windows forget the run's requests, which a new process's client windows never saw)",
+    )
     args = ap.parse_args()
     print(f"# {revision()} | {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-undo-") as tmp:
@@ -91,6 +98,9 @@ def main() -> int:
             code, run_s = _importer(["run", "in.csv", "-c", "config.yaml", "--report-dir", "run"], work)
             run = json.loads((work / "run" / "summary.json").read_text())
             print(f"run: exit {code}, {run['counts']['created']} created in {run_s:.1f} s")
+            if args.gap_s > 0:
+                print(f"waiting {args.gap_s} s before the undo")
+                time.sleep(args.gap_s)
             phases = []
             for name in ("undo", "undo-again"):
                 mark = len(sb.requests_log())
