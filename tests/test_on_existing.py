@@ -204,3 +204,21 @@ def test_only_update_mode_asks_the_wallet_look_up_for_the_values_it_compares() -
     assert {k: v for k, v in update.items() if not k.startswith("fields")} == {
         k: v for k, v in skip.items() if not k.startswith("fields")
     }
+
+
+def test_update_mode_takes_the_rest_path_even_when_imports_are_asked_for(tmp_path: Path) -> None:
+    from importer.bulk import select_dispatch
+    from importer.config import load_settings
+    from importer.dispatcher import dispatch
+    from importer.journal import Journal
+
+    journal = Journal.open(tmp_path / "j.sqlite")
+    try:
+        for strategy in ("imports", "auto"):
+            overrides = {"strategy": strategy, "on_existing": "update", "imports.auto_threshold": 1}
+            settings, _ = load_settings(None, overrides=overrides, env={})
+            assert select_dispatch(settings, journal, "run-1", 5000, dry_run=False) is dispatch
+        settings, _ = load_settings(None, overrides={"strategy": "imports"}, env={})
+        assert select_dispatch(settings, journal, "run-1", 5000, dry_run=False) is not dispatch
+    finally:
+        journal.close()

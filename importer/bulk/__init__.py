@@ -23,6 +23,11 @@ def select_dispatch(settings: Settings, journal: Journal, run_id: str, total: in
     from importer.bulk.records import BulkJournal
 
     choice = choose_strategy(settings.strategy, total, settings.imports.auto_threshold, dry_run=dry_run)
+    if choice.strategy == "imports" and settings.on_existing == "update":
+        # An import cannot PATCH what differs in entries that exist; one request a row can.
+        choice = type(choice)(
+            "rest", "on_existing is update: existing entries are corrected one PATCH at a time"
+        )
     if not dry_run and choice.strategy == "rest" and BulkJournal(journal).unfinished(run_id):
         # Rows of an import still running on the server must never be POSTed one by one.
         choice = type(choice)("imports", "resuming imports this run had started")

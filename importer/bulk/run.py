@@ -67,6 +67,7 @@ class BulkRun:
         progress: RunProgress,
         stats: BulkStats,
         force: bool = False,
+        recreate_undone: bool = False,
     ) -> None:
         self.force = force
         self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
@@ -142,7 +143,9 @@ class BulkRun:
             snapshot_max=imp.precheck_snapshot_max,
         )
         self.batched = BatchedJournal(journal)
-        self.preparer = ChunkPreparer(self.batched, run_id, target, self.wallets, stats, dry_run=False)
+        self.preparer = ChunkPreparer(
+            self.batched, run_id, target, self.wallets, stats, dry_run=False, recreate_undone=recreate_undone
+        )
         self.bj = BulkJournal(journal)
         self.chunk_size = imp.chunk_size
         self.slots = asyncio.Semaphore(imp.max_in_flight)
@@ -631,6 +634,7 @@ async def dispatch_imports(
     progress_bar: bool,
     sender: Sender | None = None,
     force: bool = False,
+    recreate_undone: bool = False,
 ) -> DispatchStats:
     """Settle the run's open rows through the Imports API (dispatcher.dispatch's contract)."""
     if dry_run:
@@ -669,6 +673,7 @@ async def dispatch_imports(
             progress=progress,
             stats=stats,
             force=force,
+            recreate_undone=recreate_undone,
         )
         await run.run()
     stats.stream_stop = run.stream_stop
