@@ -30,7 +30,7 @@ import structlog
 
 from importer.corrections import Correction, correction
 from importer.journal import Journal, PairingState
-from importer.lookups import token_filter
+from importer.lookups import WalletEntry, token_filter
 from importer.models import Outcome, Pairing, RowStatus
 from importer.stats import DispatchStats
 from importer.wallets import LookupFailed, WalletReader
@@ -270,7 +270,12 @@ class ChunkPreparer:
             for work, _ in pending
         )
         try:
-            index = await self._reader.read_entries(customers, tokens, values=self._update)
+            entries: dict[str, WalletEntry] = {}
+            if self._update:  # the values to compare come with the entries
+                entries = await self._reader.read_entries(customers, tokens, values=True)
+                index = {key: entry.id for key, entry in entries.items()}
+            else:  # `read`, which a reader may serve another way (the imports pre-check's snapshot)
+                index = await self._reader.read(customers, tokens)
         except LookupFailed as exc:
             for work, _ in pending:
                 out.settled.append(
@@ -279,11 +284,10 @@ class ChunkPreparer:
             return
         checked_at = self._clock()
         for work, state in pending:
-            entry = index.get(work.key)
-            if entry is None:
+            found = index.get(work.key)
+            if found is None:
                 out.work.append(replace(work, checked_at=checked_at))
                 continue
-            found = entry.id
             if state is not None and state.state == "undone":
                 log.info("row.recreate_undone_exists", row_seq=work.seq, customer_payment_source_id=found)
             status = RowStatus.ALREADY_EXISTS
@@ -299,9 +303,10 @@ class ChunkPreparer:
             known = state is not None and state.state in ("created", "already_exists")
             if not self._dry_run and not (known and state is not None and state.customer_payment_source_id):
                 self._journal.mark_pairing(self._target, work.key, self._run_id, outcome)
+            entry = entries.get(work.key)
             fix = (
                 correction(work.pairing, entry)
-                if self._update and status is RowStatus.ALREADY_EXISTS
+                if entry is not None and status is RowStatus.ALREADY_EXISTS
                 else None
             )
             if fix is None:
