@@ -45,18 +45,22 @@ _DONE = None
 class _Item:
     __slots__ = ("customer_id", "expected", "key", "record_id", "seq", "was_deleting")
 
-    def __init__(self, seq: int, record_id: str, customer_id: str, key: str, pairing_json: str) -> None:
-        self.seq, self.record_id, self.customer_id, self.key = seq, record_id, customer_id, key
+    def __init__(
+        self, seq: int, record_id: str | None, customer_id: str, key: str, pairing_json: str
+    ) -> None:
+        # "" until known: a row created without its id read back (see `find_ids`)
+        self.seq, self.record_id, self.customer_id, self.key = seq, record_id or "", customer_id, key
         self.expected = expected_importer_key(Pairing.from_json(pairing_json), customer_id)
         self.was_deleting = False  # an earlier process sent a DELETE whose answer it never saw
 
 
 def _outcome(item: _Item, status: RowStatus, **kw: Any) -> Outcome:
-    return Outcome(status, item.record_id, item.customer_id, **kw)
+    return Outcome(status, item.record_id or None, item.customer_id, **kw)
 
 
-def known_outcome(known: tuple[str, str] | None, item: _Item, run_id: str) -> Outcome | None:
+def known_outcome(ledger: Journal, target: str, item: _Item, run_id: str) -> Outcome | None:
     """The outcome the journal already knows for this record (an earlier undo deleted it)."""
+    known = ledger.deletion_state(target, item.record_id) if item.record_id else None
     if known is None or known[0] not in ("deleted", "already_deleted"):
         return None
     state, by_run = known
@@ -76,7 +80,7 @@ def settle_from_journal(journal: Journal, ledger: Journal, run_id: str, target: 
     done: list[tuple[int, Outcome]] = []
     for row in journal.open_undo_rows(run_id):
         item = _Item(*row)
-        outcome = known_outcome(ledger.deletion_state(target, item.record_id), item, run_id)
+        outcome = known_outcome(ledger, target, item, run_id)
         if outcome is not None:
             done.append((item.seq, outcome))
     journal.set_many_outcomes(run_id, done)
@@ -147,14 +151,55 @@ class _Undo:
         for _ in range(self.settings.concurrency):
             await self.queue.put(_DONE)
 
+    async def find_ids(self, chunk: list[_Item]) -> list[_Item]:
+        """Rows created without a known record id (imports without read-back): their record is
+        found by pairing in the customers' wallets (one look-up per wallet_batch customers)."""
+        missing = [item for item in chunk if not item.record_id]
+        if not missing:
+            return chunk
+        try:
+            index = await self.reader.read(sorted({item.customer_id for item in missing}))
+        except LookupFailed as exc:
+            for item in missing:
+                self.settle(
+                    item.seq,
+                    _outcome(
+                        item,
+                        RowStatus.FAILED,
+                        http_status=exc.http_status,
+                        error_code=exc.code,
+                        error_detail="finding the record by its pairing failed, nothing was sent: "
+                        f"{exc.detail}",
+                    ),
+                )
+            return [item for item in chunk if item.record_id]
+        left = []
+        for item in chunk:
+            if not item.record_id:
+                item.record_id = index.get(item.key, "")
+                if not item.record_id:
+                    self.settle(
+                        item.seq,
+                        _outcome(
+                            item,
+                            RowStatus.ALREADY_DELETED,
+                            error_code="RECORD_NOT_FOUND",
+                            error_detail="the run did not read back this record's id and no entry for its "
+                            "pairing exists now: deleted earlier",
+                        ),
+                    )
+                    continue
+            left.append(item)
+        return left
+
     async def check(self, chunk: list[_Item]) -> None:
         ask: list[_Item] = []
-        for item in chunk:
-            known = self.ledger.deletion_state(self.target, item.record_id)
-            settled = known_outcome(known, item, self.run_id)
+        for item in await self.find_ids(chunk):
+            settled = known_outcome(self.ledger, self.target, item, self.run_id)
             if settled is not None:
                 self.settle(item.seq, settled)
                 continue
+            known = self.ledger.deletion_state(self.target, item.record_id)
             item.was_deleting = known is not None and known[0] == "deleting"
             ask.append(item)
         if not ask:

@@ -497,13 +497,16 @@ class Journal:
                 ((run_id, *r) for r in rows),
             )
 
-    def open_undo_rows(self, run_id: str, batch: int = 500) -> Iterator[tuple[int, str, str, str, str]]:
-        """An undo's rows still to settle: (seq, record id, customer id, pairing key, pairing json)."""
+    def open_undo_rows(
+        self, run_id: str, batch: int = 500
+    ) -> Iterator[tuple[int, str | None, str, str, str]]:
+        """An undo's rows still to settle: (seq, record id, customer id, pairing key, pairing json).
+        The record id is None for a row created without one known (imports, no read-back)."""
         last = -1
         while True:
             page = self._conn.execute(
                 "SELECT seq, customer_payment_source_id, customer_id, pairing_key, pairing_json FROM rows"
-                " WHERE run_id=? AND seq>? AND customer_payment_source_id IS NOT NULL"
+                " WHERE run_id=? AND seq>? AND pairing_key IS NOT NULL"
                 f" AND status NOT IN ({_FINAL_SQL}) ORDER BY seq LIMIT ?",
                 (run_id, last, batch),
             ).fetchall()
@@ -514,7 +517,7 @@ class Journal:
 
     def count_open_undo(self, run_id: str) -> int:
         row = self._conn.execute(
-            "SELECT COUNT(*) FROM rows WHERE run_id=? AND customer_payment_source_id IS NOT NULL"
+            "SELECT COUNT(*) FROM rows WHERE run_id=? AND pairing_key IS NOT NULL"
             f" AND status NOT IN ({_FINAL_SQL})",
             (run_id,),
         ).fetchone()

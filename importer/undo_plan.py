@@ -92,8 +92,8 @@ def _row(
         detail = f"{status} in {run_label}: only rows the run created are undone; left alone"
         return (seq, source_file, sheet, row_number, raw_json, None, pairing_json,
                 RowStatus.SKIPPED.value, cps_id, customer_id, NOT_CREATED, detail)  # fmt: skip
-    if pairing is None or not cps_id or not customer_id:
-        detail = "created, but the record id or the customer id is not known; delete it by hand"
+    if pairing is None or not customer_id:
+        detail = "created, but its pairing or customer id is not known; delete it by hand"
         return (seq, source_file, sheet, row_number, raw_json, None, pairing_json,
                 RowStatus.FAILED.value, cps_id, customer_id, "RECORD_UNKNOWN", detail)  # fmt: skip
     return (seq, source_file, sheet, row_number, raw_json, pairing.key(customer_id), pairing_json,

@@ -498,3 +498,43 @@ def test_undo_refuses_a_run_it_cannot_be_sure_of(sandbox: SandboxThread, tmp_pat
     gone = _config(sandbox, tmp_path, tmp_path / "none.sqlite", name="none.yaml")
     code, err = _undo(gone, tmp_path / "u", run_id, "--yes")
     assert code == 2 and "undo from the run's report instead: importer undo --results PATH/results.csv" in err
+
+
+def test_undo_of_an_imports_run_without_read_back_finds_each_record_by_its_pairing(tmp_path: Path) -> None:
+    # `--strategy imports --no-readback` reports `created` rows without their ids: the undo finds
+    # each record in its customer's wallet by pairing, then checks and deletes it as any other.
+    from e2e_helpers import customers_for, write_id_pairs
+    from run_helpers import run_import, sandbox_thread, settings_for
+
+    from importer.runid import new_run_id
+    from importer.undo import UndoOptions, execute_undo
+    from importer.undo_plan import UndoSource
+
+    rows = 60
+    write_id_pairs(tmp_path / "in.csv", rows)
+    with sandbox_thread(customers=customers_for(rows)) as sb:
+        overrides = {"imports.poll_interval_s": 0.05, "imports.chunk_size": 25, "imports.readback": "none"}
+        settings = settings_for(sb, tmp_path, strategy="imports", **overrides)
+        run = run_import(settings, [tmp_path / "in.csv"], tmp_path / "run")
+        assert run.exit_code == 0 and {
+            r["customer_payment_source_id"] for r in results(tmp_path / "run")
+        } == {""}
+        assert len(sb.store.tables["customer_payment_sources"].rows) == rows
+        before = len(sb.requests_log())
+        undo = execute_undo(
+            settings,
+            UndoOptions(
+                run_id=new_run_id(),
+                source=UndoSource(run_id=run.summary["run_id"]),
+                report_dir=tmp_path / "u",
+            ),
+        )
+        assert undo.exit_code == 0
+        lines = results(tmp_path / "u")
+        assert status_counts(lines) == {"deleted": rows}
+        assert all(r["customer_payment_source_id"] for r in lines)  # the ids it found are reported
+        assert sb.store.tables["customer_payment_sources"].rows == {}
+        log = _api_log(sb, before)
+        assert _count(log, "DELETE") == rows
+        # Per 25 rows: the customers' wallet pages and one ownership check; batched, never one a row.
+        assert 6 <= _count(log, "GET") <= rows // 5
