@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)"
     )
     u.add_argument("--env", choices=["test", "live"], help="rate-limit preset (overrides rate_limit.preset)")
+    u.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="if another run holds the journal, wait up to this long for it (journal.wait_s)",
+    )
     _logging_flags(u)
 
     rep = sub.add_parser("report", help="rebuild a run's report from the journal")

@@ -33,13 +33,14 @@ from importer.lookups import PAGE_SIZE, metadata_by_id, record_by_id, records_by
 from importer.models import Outcome, Pairing, RowStatus
 from importer.planner import CPS_ITEM, CPS_PATH
 from importer.progress import RunProgress
-from importer.session import ApiSession, open_session
+from importer.session import ApiSession, SendStamps, open_session
 from importer.stats import DispatchStats
 from importer.transport import AiohttpSender, ApiRequest, Ok, Retriable, RowRejected, Sender
 from importer.undo_plan import NOT_OURS, expected_importer_key, ownership_problem
 from importer.wallets import LookupFailed, WalletReader
 
 _DONE = None
+SEND_STAMP_BATCH = 20  # send stamps written to the journal per transaction (as dispatcher.py)
 
 
 class _Item:
@@ -96,6 +97,7 @@ class _Undo:
         run_id: str,
         target: str,
         api: ApiSession,
+        stamps: SendStamps,
         *,
         dry_run: bool,
         stop: asyncio.Event,
@@ -103,7 +105,7 @@ class _Undo:
         stats: DispatchStats,
     ) -> None:
         self.settings, self.journal, self.ledger = settings, journal, ledger
-        self.run_id, self.target, self.api = run_id, target, api
+        self.run_id, self.target, self.api, self.stamps = run_id, target, api, stamps
         self.dry_run, self.stop, self.progress, self.stats = dry_run, stop, progress, stats
         self.reader = WalletReader(
             api.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
@@ -119,6 +121,7 @@ class _Undo:
         self.stats.rows_settled += 1
         self.stats.by_status[outcome.status.value] = self.stats.by_status.get(outcome.status.value, 0) + 1
         self.progress.settled(seq, outcome)
+        self.stamps.flush(at_least=SEND_STAMP_BATCH)
 
     def gone(self, item: _Item, ours: bool, http_status: int | None = None, attempts: int = 0) -> Outcome:
         """The record is not there (any more): `deleted` if our DELETE did it, else `already_deleted`."""
@@ -316,6 +319,7 @@ class _Undo:
         except AuthFailed as exc:
             self.abort = str(exc)
             return
+        self.stamps.seed(self.api.windows)  # what the run before left in the server's windows
         checker = asyncio.create_task(self.guarded(self.check_chunks()), name="importer-undo-check")
         workers = [
             asyncio.create_task(self.guarded(self.work()), name=f"importer-undo-{i}")
@@ -350,6 +354,7 @@ class _Undo:
                 task.cancel()
             await asyncio.gather(ticker, *watch, return_exceptions=True)
             await self.api.gate.aclose()
+            self.stamps.flush()
             self.stats.paused_s = self.api.gate.paused_s
         if self.crash is not None:
             raise self.crash
@@ -388,7 +393,17 @@ async def undo_dispatch(
             assert isinstance(http, AiohttpSender)
             await stack.enter_async_context(http)
         stack.enter_context(progress)
-        api = open_session(settings, http, stats, on_pause=progress.on_pause, on_resume=progress.on_resume)
+        # Send stamps go to the undo's own journal (the scratch one for a dry run, like `run`).
+        stamps = SendStamps(journal, target, settings)
+        api = open_session(
+            settings,
+            http,
+            stats,
+            on_pause=progress.on_pause,
+            on_resume=progress.on_resume,
+            on_wait=progress.on_wait,
+            on_send=stamps.note,
+        )
         undo = _Undo(
             settings,
             journal,
@@ -396,6 +411,7 @@ async def undo_dispatch(
             run_id,
             target,
             api,
+            stamps,
             dry_run=dry_run,
             stop=stop,
             progress=progress,

@@ -37,7 +37,7 @@ from importer.limits import WindowSpec
 from importer.models import Outcome, RowStatus
 from importer.prepare import ChunkPreparer, Work
 from importer.progress import RunProgress
-from importer.session import open_session
+from importer.session import SendStamps, open_session
 from importer.stats import DispatchStats
 from importer.transport import AiohttpSender, Sender
 from importer.update import Updater
@@ -72,6 +72,7 @@ class _Run:
         self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
         self.dry_run, self.max_rows, self.fail_fast, self.stop = dry_run, max_rows, fail_fast, stop
         self.progress, self.stats = progress, stats
+        self.stamps = SendStamps(journal, target, settings)
         api = open_session(
             settings,
             sender,
@@ -79,7 +80,7 @@ class _Run:
             on_pause=progress.on_pause,
             on_resume=progress.on_resume,
             on_wait=progress.on_wait,
-            on_send=self.note_send,
+            on_send=self.stamps.note,
         )
         self.backoff, self.windows, self.gate, self.tokens, self.client = (
             api.backoff,
@@ -122,29 +123,14 @@ class _Run:
         self.queue: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=2 * settings.concurrency)
         self.halt = asyncio.Event()  # stop, fail_fast or abort: take no new rows
         self.abort: str | None = None
-        self.sent: list[tuple[str, float]] = []  # (endpoint, wall time) not yet in the journal
         self.crash: Exception | None = None  # a bug in a task: re-raised once everything is stopped
 
-    # -- send stamps across processes (docs/rate-limits.md) ----------------------------------
-    def note_send(self, endpoint: str) -> None:
-        self.sent.append((endpoint, time.time()))
-
+    # -- send stamps across processes (docs/rate-limits.md; session.SendStamps) ----------------
     def flush_sends(self, *, at_least: int = 1) -> None:
-        if len(self.sent) >= at_least:
-            sent, self.sent = self.sent, []
-            rl = self.settings.rate_limit
-            self.journal.add_send_stamps(
-                self.target, sent, keep_s=rl.average_window_s + rl.safety_margin_s + 1
-            )
+        self.stamps.flush(at_least=at_least)
 
     def seed_windows(self) -> None:
-        """Start with the stamps the previous runs on this journal left in the server's windows."""
-        rl = self.settings.rate_limit
-        wall, now = time.time(), asyncio.get_running_loop().time()
-        recent = self.journal.recent_send_stamps(self.target, wall - rl.average_window_s - rl.safety_margin_s)
-        self.windows.seed([(endpoint, now - (wall - at)) for endpoint, at in recent])
-        if recent:
-            log.info("rate.seeded", requests=len(recent), source="journal")
+        self.stamps.seed(self.windows)
 
     def follow_token(self, token: str) -> None:
         """Pick the rate-limit preset from the token's `test` claim (identity.py) and retune the

@@ -7,17 +7,23 @@ by the same windows, retried by the same rules and authenticated by the same tok
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import structlog
 
 from importer.auth import TokenProvider
 from importer.client import ApiClient
 from importer.config import Settings
+from importer.journal import Journal
 from importer.limits import Windows, WindowSpec
 from importer.pacing import Pacer, PauseGate
 from importer.retry import Backoff
 from importer.stats import DispatchStats
 from importer.transport import Sender
+
+log = structlog.get_logger("importer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +70,34 @@ def open_session(
         on_send=on_send,
     )
     return ApiSession(backoff, windows, gate, tokens, client)
+
+
+@dataclass(slots=True)
+class SendStamps:
+    """Every /api send, written to the journal, so the next process on it (a rerun, an undo)
+    starts with the server's windows as they are (docs/rate-limits.md)."""
+
+    journal: Journal
+    target: str
+    settings: Settings
+    sent: list[tuple[str, float]] = field(default_factory=list)  # (endpoint, wall time) not yet written
+
+    def note(self, endpoint: str) -> None:
+        self.sent.append((endpoint, time.time()))
+
+    def flush(self, *, at_least: int = 1) -> None:
+        if len(self.sent) >= at_least:
+            sent, self.sent = self.sent, []
+            rl = self.settings.rate_limit
+            self.journal.add_send_stamps(
+                self.target, sent, keep_s=rl.average_window_s + rl.safety_margin_s + 1
+            )
+
+    def seed(self, windows: Windows) -> None:
+        """Start with the stamps the previous runs on this journal left in the server's windows."""
+        rl = self.settings.rate_limit
+        wall, now = time.time(), asyncio.get_running_loop().time()
+        recent = self.journal.recent_send_stamps(self.target, wall - rl.average_window_s - rl.safety_margin_s)
+        windows.seed([(endpoint, now - (wall - at)) for endpoint, at in recent])
+        if recent:
+            log.info("rate.seeded", requests=len(recent), source="journal")

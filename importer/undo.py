@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -36,6 +35,7 @@ from importer.pipeline import (
     require_credentials,
 )
 from importer.report import write_reports
+from importer.runlock import journal_lock
 from importer.undo_plan import UndoRow, UndoSource, rows_from_journal, rows_from_results
 
 log = structlog.get_logger("importer")
@@ -61,21 +61,6 @@ def organization(settings: Settings) -> str:
     return urlsplit(settings.commercelayer.base_url or "").hostname or "(no base_url)"
 
 
-def journal_lock(path: str) -> contextlib.AbstractContextManager[Any]:
-    """`undo` holds the journal lock for its whole duration (TEAM.md contract 1).
-
-    The one place that takes it: `importer.runlock.journal_lock(Path(path), command="undo")`
-    once that module exists; until then an undo is not guarded against a concurrent run on the
-    same journal."""
-    try:
-        runlock = importlib.import_module("importer.runlock")
-    except ModuleNotFoundError as exc:
-        if exc.name != "importer.runlock":
-            raise  # runlock exists and is broken: say so, do not run unlocked
-        return contextlib.nullcontext()
-    return cast(contextlib.AbstractContextManager[Any], runlock.journal_lock(Path(path), command="undo"))
-
-
 def execute_undo(settings: Settings, opts: UndoOptions) -> CommandResult:
     require_credentials(settings)
     started, started_at = time.monotonic(), _now_iso()
@@ -85,7 +70,16 @@ def execute_undo(settings: Settings, opts: UndoOptions) -> CommandResult:
             f"journal {path} not found, so run {opts.source.run_id} cannot be read from it; "
             "undo from the run's report instead: importer undo --results PATH/results.csv"
         )
-    with journal_lock(path):
+    # Held for the whole undo (TEAM.md contract 1): a run or another undo on this journal meanwhile
+    # could send a row's request twice, or delete what it just created.
+    command = f"importer undo {opts.source.run_id or f'--results {opts.source.results}'}"
+    # A dry run deletes nothing and writes nothing there: it only reads, like `run --dry-run`.
+    lock = (
+        contextlib.nullcontext()
+        if opts.dry_run
+        else journal_lock(Path(path), command=command, wait_s=settings.journal.wait_s)
+    )
+    with lock:
         ledger = Journal.open(path)
         try:
             if opts.dry_run:

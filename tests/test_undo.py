@@ -538,3 +538,21 @@ def test_undo_of_an_imports_run_without_read_back_finds_each_record_by_its_pairi
         assert _count(log, "DELETE") == rows
         # Per 25 rows: the customers' wallet pages and one ownership check; batched, never one a row.
         assert 6 <= _count(log, "GET") <= rows // 5
+
+
+def test_undo_sends_nothing_while_a_run_holds_the_journal(sandbox: SandboxThread, tmp_path: Path) -> None:
+    from importer.runlock import journal_lock
+
+    write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=3)
+    journal = tmp_path / "journal.sqlite"
+    config = _config(sandbox, tmp_path, journal)
+    assert _run(tmp_path / "in.csv", config, tmp_path / "run")[0] == 0
+    before = len(sandbox.requests_log())
+    with journal_lock(journal, command="importer run in.csv"):
+        code, err = _undo(config, tmp_path / "u", _run_id(tmp_path / "run"), "--yes")
+    assert code == 2 and "is in use by pid" in err and "importer run in.csv" in err
+    assert len(sandbox.records()) == 3 and _api_log(sandbox, before) == []
+    # Released: the same command goes ahead.
+    code, err = _undo(config, tmp_path / "u", _run_id(tmp_path / "run"), "--yes")
+    assert code == 0, err
+    assert sandbox.records() == []
