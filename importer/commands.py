@@ -71,6 +71,9 @@ def finish(outcome: CommandResult) -> int:
             kinds=outcome.problems.as_list(),
             failures_csv=str(outcome.report_dir / FAILURES_CSV),
         )
+    notes = outcome.problems.notes
+    if notes is not None and notes.total:
+        log.info("report.notes", rows=notes.total, kinds=notes.as_list())
     if outcome.message:
         if json_mode():
             log.error("run.message", message=outcome.message, exit_code=outcome.exit_code)

@@ -64,6 +64,9 @@ class ProblemTally:
     kinds: dict[str, ProblemKind] = field(default_factory=dict)
     other_rows: int = 0  # rows of kinds beyond MAX_KINDS
     to_fix: int = 0  # rows a person must change (not merely rows a stopped run did not send)
+    # Rows that count as success but were left alone for a reason a person should hear
+    # (`skipped`: undone earlier, not ours to delete): grouped the same way, printed as notes.
+    notes: ProblemTally | None = None
     sources: set[tuple[str, str]] = field(default_factory=set)
     _labels: dict[tuple[str, str | None, str | None], str] = field(default_factory=dict)
 
@@ -105,6 +108,13 @@ class ProblemTally:
         kind.count += 1
         if len(kind.rows) < SHOWN_ROWS:
             kind.rows.append(where)
+
+    def note(
+        self, status: str, error_code: str | None, detail: str | None, where: tuple[str, str, int]
+    ) -> None:
+        if self.notes is None:
+            self.notes = ProblemTally()
+        self.notes.add(status, error_code, detail, where)
 
     @property
     def total(self) -> int:

@@ -242,6 +242,13 @@ def _write_results(
                 writer.writerow([_cell(line[c]) for c in REPORT_COLUMNS])
                 if book is not None:
                     book.add(line)
+                if record.status is RowStatus.SKIPPED and record.error_code:
+                    problems.note(
+                        record.status.value,
+                        record.error_code,
+                        record.error_detail,
+                        (record.source_file, record.sheet, record.row_number),
+                    )
                 if is_failure(record):
                     where = (record.source_file, record.sheet, record.row_number)
                     values = record.raw.values()
@@ -310,4 +317,9 @@ def print_summary(summary: dict[str, Any], report_dir: Path, problems: ProblemTa
         # Rows a stopped or refused run did not send need no fixing, only another run.
         lead = "fix them in" if problems.to_fix else "not sent; run again to send them. They are in"
         console.print(f"{lead}: {Path(report_dir) / FAILURES_CSV}", markup=False, soft_wrap=True)
+    notes = problems.notes if problems is not None else None
+    if notes is not None and notes.total:
+        console.print("notes:", markup=False)
+        for line in notes.lines():
+            console.print(f"  {line}", markup=False, soft_wrap=True)
     console.print(f"report: {report_dir}{os.sep}", markup=False, soft_wrap=True)

@@ -174,8 +174,12 @@ def test_undo_of_a_whole_run_then_again_then_a_rerun_of_the_file(
 
     # A rerun of the original file does not quietly create them again: it says why it skips...
     before = len(sandbox.requests_log())
-    code, s = _run(tmp_path / "in.csv", config, tmp_path / "rerun")
+    rerun = cli(run_argv([tmp_path / "in.csv"], config, tmp_path / "rerun"))
+    code, s = rerun.code, summary(tmp_path / "rerun")
     assert code == 0
+    # ... on the console too, where a person reads it, not only in results.csv.
+    assert "notes:" in rerun.out
+    assert f"{rows - 1} rows: skipped: UNDONE: `importer undo` (run" in rerun.out
     assert s["counts"]["skipped"] == rows - 1 and s["counts"]["already_exists"] == 1
     undone = [r for r in results(tmp_path / "rerun") if r["status"] == "skipped"]
     assert {r["error_code"] for r in undone} == {"UNDONE"}
