@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from importer.cli import build_parser, main
+from importer.cli import CommandParser, build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -17,7 +17,11 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
     parser = build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+    # A subcommand's flags may be added only when it is parsed (the sandbox's, so that other
+    # commands start without importing it): load them all here, every flag is checked.
+    return {
+        name: p.load_arguments() if isinstance(p, CommandParser) else p for name, p in action.choices.items()
+    }
 
 
 @pytest.mark.parametrize("command", sorted(_subcommands()))
@@ -34,7 +38,21 @@ def test_readme_opens_with_the_two_fresh_machine_commands() -> None:
     assert "pip install -e . && importer demo" in blocks[0]
     assert "pip install -e '.[test]' && python -m pytest -q" in blocks[1]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert "pip install --quiet -e '.[test]'" in ci and "-m pytest -q" in ci
+    assert "-m pytest -q" in ci
+    # CI installs the dev extras, which hold the test extras, so it tests what the README installs.
+    assert "pip install --quiet -e '.[dev]'" in ci
+    assert '"importer[test]"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_ci_runs_the_linters_and_the_type_checker_before_the_tests() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    checks = ["-m ruff check", "-m ruff format --check", "-m mypy"]
+    positions = [ci.find(check) for check in checks]
+    assert all(p >= 0 for p in positions), f"CI lacks one of {checks}"
+    assert max(positions) < ci.find("-m pytest -q")
+    assert "CHECKED=(importer tests bench samples)" in ci
+    for command in ("ruff check importer tests bench samples", "ruff format --check", "mypy"):
+        assert command in README, f"README's development section does not show `{command}`"
 
 
 def test_the_samples_the_readme_names_validate_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
