@@ -7,6 +7,7 @@ anything else is a bug and is logged with its traceback (exit 2 would hide it, s
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
@@ -45,13 +46,41 @@ def _logging_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser whose arguments may live with the code that serves it.
+
+    `arguments="module:function"` names a function that adds them; it is imported and called
+    only when this subcommand is parsed or its help is shown (or `load_arguments()` asks), so
+    `validate` and `run` never import the sandbox (its aiohttp app and seed generator) just to
+    build the parser.
+    """
+
+    def __init__(self, *args: Any, arguments: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._arguments = arguments
+
+    def load_arguments(self) -> CommandParser:
+        if self._arguments is not None:
+            module_name, _, function = self._arguments.partition(":")
+            add_arguments = getattr(importlib.import_module(module_name), function)
+            self._arguments = None  # once: a second call would add every flag twice
+            add_arguments(self)
+        return self
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.load_arguments()
+        return super().parse_known_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="importer",
         description="Load customer payment sources into Commerce Layer from CSV and Excel files.",
     )
     parser.add_argument("--version", action="version", version=f"importer {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
     v = sub.add_parser("validate", help="check input files offline and write the report")
     _common(v)
@@ -101,10 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--report-dir", metavar="DIR")
     _logging_flags(d)
 
-    s = sub.add_parser("sandbox", help="run the local Commerce Layer sandbox API")
-    from importer.sandbox.cli import add_arguments
-
-    add_arguments(s)
+    sub.add_parser(
+        "sandbox",
+        help="run the local Commerce Layer sandbox API",
+        arguments="importer.sandbox.cli:add_arguments",
+    )
 
     u = sub.add_parser("undo", help="delete the wallet entries a run created")
     u.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to undo, from the journal")
