@@ -91,6 +91,14 @@ async def windows_max(request: web.Request) -> web.Response:
     return _json(request.app[SANDBOX].limits.max_windows())
 
 
+@routes.post("/_sandbox/windows/reset")
+async def windows_reset(request: web.Request) -> web.Response:
+    # Tests that need fresh windows ask for them instead of sleeping until the windows slide,
+    # which a loaded machine can stretch; nothing else (records, stats, tokens) changes.
+    sb = request.app[SANDBOX]
+    return _json({"windows_reset": sb.limits.limiter.forget_requests(sb.clock())})
+
+
 @routes.get("/_sandbox/settings")
 async def settings(request: web.Request) -> web.Response:
     values = asdict(request.app[SANDBOX].settings)

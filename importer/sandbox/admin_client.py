@@ -54,6 +54,10 @@ class AdminClient:
     def windows_max(self) -> dict[str, Any]:
         return dict(self.admin("GET", "windows/max"))
 
+    def reset_windows(self) -> int:
+        """Empty the rate windows now (as if they had slid); returns how many held a request."""
+        return int(self.admin("POST", "windows/reset")["windows_reset"])
+
     def created(self) -> int:
         """Customer payment sources in the sandbox now."""
         return int(self.stats()["records"][CPS])

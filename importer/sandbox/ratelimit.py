@@ -132,6 +132,15 @@ class RateLimiter:
         self._audit.clear()
         self.max_held.clear()
 
+    def forget_requests(self, now: float) -> int:
+        """Empty every window now, as if each had slid past its last request; returns how many
+        windows held one. The audit windows go too (else they would count requests the limiting
+        windows forgot), but `max_held` keeps its record: it is history, not state."""
+        held = sum(1 for window in self._windows.values() if window.count(now))
+        self._windows.clear()
+        self._audit.clear()
+        return held
+
 
 def rate_class(method: str, template: str) -> str:
     """`cacheable` for GETs of the cacheable resources, `uncacheable` for other GETs and all writes."""

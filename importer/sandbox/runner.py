@@ -116,6 +116,10 @@ class SandboxHandle:
     async def windows_max(self) -> dict[str, Any]:
         return dict(await self._admin("GET", "windows/max"))
 
+    async def reset_windows(self) -> int:
+        """Empty the rate windows now (as if they had slid); returns how many held a request."""
+        return int((await self._admin("POST", "windows/reset"))["windows_reset"])
+
     async def token(self) -> str:
         """A fresh access token (one request to the token endpoint)."""
         body = {

@@ -56,6 +56,21 @@ async def test_burst_window_slides() -> None:
         assert await post_n(handle, client, 3) == [201] * 3
 
 
+async def test_resetting_the_windows_gives_room_at_once_and_keeps_the_record() -> None:
+    # A 10 s burst window (time_scale 1): only the reset, never the clock, can make room here.
+    async with running_sandbox(customers=2, burst_limit=3) as handle, handle.client() as client:
+        assert await post_n(handle, client, 4) == [201, 201, 201, 429]
+        assert await handle.reset_windows() >= 2  # the burst window and the average pool held requests
+        assert await post_n(handle, client, 4) == [201, 201, 201, 429]
+        assert await handle.reset_windows() >= 2
+        assert await handle.reset_windows() == 0  # nothing held since the last reset
+        limits = await handle.windows_max()
+        assert limits["burst"]["POST /api/customer_payment_sources"]["max"] == 3  # history stays
+        stats = await handle.stats()
+        assert stats["records"]["customer_payment_sources"] == 6  # records stay too
+        assert stats["too_many_requests"]["rate_limit"] == 2
+
+
 async def test_average_pool_is_shared_by_reads_and_writes_by_default() -> None:
     async with running_sandbox(customers=2, average_limit=6) as handle, handle.client() as client:
         assert await post_n(handle, client, 3) == [201] * 3
