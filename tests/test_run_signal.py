@@ -96,6 +96,10 @@ def test_sigint_mid_run_then_resume(tmp_path: Path) -> None:
                 if sb.created() >= 10 or proc.poll() is not None:
                     break
                 time.sleep(0.05)
+            # Then a 429 storm holds every further create, so the SIGINT lands mid-run by state,
+            # not by how fast this machine happens to be: at least 10 rows in, the rest still
+            # waiting. (A POST already past the storm check may still land; it is counted below.)
+            sb.set_faults(storm_s=600)
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
         finally:
@@ -127,6 +131,8 @@ def test_sigint_mid_run_then_resume(tmp_path: Path) -> None:
             assert all(re.fullmatch(r"[0-9a-f]+", w) for w in long_words), long_words
 
         # Run again: the interrupted run is resumed and finishes, creating only what is missing.
+        sb.set_faults(storm_s=0)  # the storm ends now
+        sb.reset_windows()  # and the first run's requests do not delay the second
         second = _cli([*args, "--report-dir", str(tmp_path / "r2")], tmp_path)
         _, err2 = second.communicate(timeout=60)
         assert second.returncode == 0, err2[-2000:]
