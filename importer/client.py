@@ -151,14 +151,12 @@ class ApiClient:
                         "check commercelayer.base_url and auth_url belong to the same organization"
                     )
                 reauthed = True
-                self._stats.reauths += 1
                 await self._tokens.renew(token)
                 continue
             reauthed = False
             if isinstance(verdict, Denied):
                 if token != self._token_after_denial and not denied_renewed:
                     denied_renewed = True
-                    self._stats.reauths += 1
                     self._token_after_denial = await self._tokens.renew(token)
                     continue
                 return self._denied(verdict, answer)

@@ -119,7 +119,6 @@ class _Undo:
     def settle(self, seq: int, outcome: Outcome) -> None:
         self.journal.set_outcome(self.run_id, seq, outcome)
         self.stats.rows_settled += 1
-        self.stats.by_status[outcome.status.value] = self.stats.by_status.get(outcome.status.value, 0) + 1
         self.progress.settled(seq, outcome)
         self.stamps.flush(at_least=SEND_STAMP_BATCH)
 

@@ -157,7 +157,6 @@ class _Run:
 
     def _count(self, seq: int, outcome: Outcome) -> None:
         self.stats.rows_settled += 1
-        self.stats.by_status[outcome.status.value] = self.stats.by_status.get(outcome.status.value, 0) + 1
         self.progress.settled(seq, outcome)
         if outcome.status is RowStatus.FAILED and self.fail_fast and self.stats.first_failure is None:
             self.stats.first_failure = self.journal.location(self.run_id, seq)
@@ -291,7 +290,6 @@ class _Run:
             await self.gate.aclose()
             self.flush_sends()
             self.stats.paused_s = self.gate.paused_s
-            self.stats.max_window_held = self.windows.max_held()
         if self.crash is not None:
             raise self.crash
 

@@ -146,13 +146,6 @@ class HeaderMap:
     def fields(self) -> frozenset[str]:
         return frozenset(self.columns.values())
 
-    def header_for(self, field: str) -> str | None:
-        """The header (as the file writes it) that gives `field`, if any."""
-        for header, target in self.columns.items():
-            if target == field:
-                return header
-        return None
-
 
 def _check_target(target: str) -> None:
     if target in CANONICAL_FIELDS:

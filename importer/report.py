@@ -48,7 +48,6 @@ RESULTS_CSV = "results.csv"
 FAILURES_CSV = "failures.csv"
 SUMMARY_JSON = "summary.json"
 RESULTS_XLSX = "results.xlsx"
-REPORT_FILES = (RESULTS_CSV, FAILURES_CSV, SUMMARY_JSON, RESULTS_XLSX)
 
 # The only columns that are written to the workbook as numbers; everything else is text, so
 # Excel never turns an id like 0012 or 1e5 into a number.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -18,15 +18,12 @@ class DispatchStats:
     retries: int = 0  # requests sent again after a 429, 5xx, timeout or dropped connection
     rate_limited: int = 0  # 429 answers received
     tokens_fetched: int = 0
-    reauths: int = 0  # 401s that made us fetch a new token (INVALID_TOKEN, or a first "Access denied")
     paused_s: float = 0.0  # time the 429 gate was closed
     elapsed_s: float = 0.0
     rows_settled: int = 0
     ambiguous_outcomes: int = 0  # POSTs with an unknown outcome, settled by a look-up
     existence_lookups: int = 0  # --dry-run: GETs that checked payment sources/methods exist
     recreated_after_undo: int = 0  # pairings `undo` deleted, sent again (`run --recreate-undone`)
-    by_status: dict[str, int] = field(default_factory=dict)
-    max_window_held: dict[str, int] = field(default_factory=dict)  # client-side, for the bench
     # --fail-fast: the failure that stopped the run, (file, sheet, row): the first one learned of.
     first_failure: tuple[str, str, int] | None = None
     # From the wallet look-up that said "not there" to the answer of the POST it allowed: the

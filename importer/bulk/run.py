@@ -195,7 +195,6 @@ class BulkRun:
     # -- outcomes -------------------------------------------------------------------------------
     def _count(self, seq: int, outcome: Outcome) -> None:
         self.stats.rows_settled += 1
-        self.stats.by_status[outcome.status.value] = self.stats.by_status.get(outcome.status.value, 0) + 1
         self.progress.settled(seq, outcome)
         if outcome.status is RowStatus.FAILED and self.fail_fast:
             if self.stats.first_failure is None:
@@ -614,7 +613,6 @@ class BulkRun:
             self.stats.export_links_expired = self.exporter.links_expired
             self.stats.precheck_requests = self.wallets.requests
             self._readback_counts()
-            self.stats.max_window_held = self.windows.max_held()
         log.info("imports.done", **self.snapshot())
         if self.crash is not None:
             raise self.crash
