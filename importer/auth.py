@@ -16,12 +16,12 @@ that library does and all this needs).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from asyncio_throttle.throttler import Throttler
 
+from importer.clock import Clock, Sleep
 from importer.config import Settings
 from importer.retry import Backoff
 from importer.stats import DispatchStats
@@ -34,9 +34,6 @@ INVALID_CLIENT = (
     "authentication failed: the API rejected commercelayer.client_id/client_secret (invalid_client); "
     "check CL_CLIENT_ID and CL_CLIENT_SECRET for this environment"
 )
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class AuthFailed(Exception):

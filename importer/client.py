@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from importer.auth import TokenProvider
+from importer.clock import Clock, Sleep
 from importer.pacing import Pacer, Permit
 from importer.retry import Backoff
 from importer.stats import DispatchStats
@@ -61,8 +62,6 @@ DENIED_HINT = (
     "payment methods of other markets) and the integration's role and market permissions"
 )
 log = structlog.get_logger("importer")
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Abort(Exception):
@@ -101,7 +100,7 @@ class ApiClient:
         pause_s: float,
         sleep: Sleep,
         max_denied_in_a_row: int = 10,
-        wall: Callable[[], float] = time.time,
+        wall: Clock = time.time,
         on_send: Callable[[str], None] | None = None,
     ) -> None:
         self._sender = sender

@@ -152,7 +152,9 @@ class Lookups(_Strict):
     wallet_batch: int = Field(default=100, ge=1, le=200)
 
 
-class Defaults(_Strict):
+# `...Settings`, not `Defaults`/`Journal`: those names are the row defaults (validator.py) and
+# the journal itself (journal.py); a section's class says it is configuration.
+class DefaultsSettings(_Strict):
     reference_origin: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -161,7 +163,7 @@ class Report(_Strict):
     formats: list[Literal["csv", "xlsx"]] = Field(default_factory=lambda: ["csv"], min_length=1)  # type: ignore[arg-type]
 
 
-class Journal(_Strict):
+class JournalSettings(_Strict):
     path: str = ".importer/journal.sqlite"
     # A run that finds the journal in use by another run waits this long for it (0: refuse at once).
     wait_s: float = Field(default=0.0, ge=0)
@@ -200,9 +202,9 @@ class Settings(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     lookups: Lookups = Field(default_factory=Lookups)
     columns: dict[str, str | list[str]] = Field(default_factory=dict)
-    defaults: Defaults = Field(default_factory=Defaults)
+    defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
     report: Report = Field(default_factory=Report)
-    journal: Journal = Field(default_factory=Journal)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
     strategy: Literal["rest", "imports", "auto"] = "rest"
     imports: Imports = Field(default_factory=Imports)
     max_invalid_ratio: float = Field(default=0.5, ge=0, le=1)

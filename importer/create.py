@@ -13,10 +13,10 @@ A 422 about a relationship names the type and id that were sent (rejections.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from importer.client import ApiClient
+from importer.clock import Clock, Sleep
 from importer.journal import Journal
 from importer.models import Outcome, RowStatus
 from importer.planner import create_request
@@ -42,8 +42,8 @@ class Creator:
         rechecker: Rechecker,
         backoff: Backoff,
         stats: DispatchStats,
-        sleep: Callable[[float], Awaitable[None]],
-        clock: Callable[[], float] | None = None,
+        sleep: Sleep,
+        clock: Clock | None = None,
         *,
         check_before_post: bool = False,
     ) -> None:

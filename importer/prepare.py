@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import structlog
 
+from importer.clock import Clock
 from importer.corrections import Correction, correction
 from importer.journal import Journal, PairingState
 from importer.lookups import WalletEntry, token_filter
@@ -131,7 +131,7 @@ class ChunkPreparer:
         stats: DispatchStats,
         *,
         dry_run: bool,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         on_existing: str = "skip",
         recreate_undone: bool = False,
     ) -> None:

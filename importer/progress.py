@@ -17,6 +17,7 @@ import structlog
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from importer.clock import Clock
 from importer.log import row_events
 from importer.models import Outcome, RowStatus
 
@@ -32,7 +33,7 @@ class RunProgress:
         *,
         interval_s: float,
         bar: bool,
-        clock: Callable[[], float],
+        clock: Clock,
         locate: Callable[[int], tuple[str, str, int]] | None = None,
     ) -> None:
         self.total = total

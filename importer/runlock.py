@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from importer.clock import Clock
 from importer.errors import ImporterError
 
 # How often a waiting run tries the lock again: short enough that a scheduled job starts soon
@@ -79,7 +80,7 @@ def journal_lock(
     command: str,
     wait_s: float = 0.0,
     sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = time.monotonic,
 ) -> Iterator[None]:
     """Hold the journal's lock for the `with` block, or raise `JournalBusy` (exit 2).
 
@@ -120,7 +121,7 @@ def journal_lock(
 
 
 def _acquire(
-    fd: int, journal_path: Path, wait_s: float, sleep: Callable[[float], None], clock: Callable[[], float]
+    fd: int, journal_path: Path, wait_s: float, sleep: Callable[[float], None], clock: Clock
 ) -> None:
     started = clock()
     # Bounded in count as well as time: a clock that never moves cannot make this spin forever.

@@ -27,6 +27,7 @@ import structlog
 
 from importer.bulk.reconcile import Found
 from importer.client import ApiClient
+from importer.clock import Sleep
 from importer.lookups import PAGE_SIZE, WALLET_FIELDS, WALLET_SORT, batches, page_count, wallet_entries
 from importer.planner import CPS_PATH, IMPORTER_KEY
 from importer.transport import ApiRequest, Ok, Retriable, RowRejected
@@ -153,7 +154,7 @@ class ExportReader:
         *,
         max_records: int,
         poll_interval_s: float,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._client = client
         self._download = download

@@ -11,7 +11,7 @@ rate windows are the cacheable-read budget and whose 429 gate pauses polling onl
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +20,7 @@ import structlog
 
 from importer.bulk.chunking import is_queue_full, is_too_large
 from importer.client import ApiClient
+from importer.clock import Sleep
 from importer.retry import Backoff
 from importer.transport import ApiRequest, Ok, Retriable, RowRejected
 from importer.wallets import LookupFailed
@@ -28,7 +29,6 @@ IMPORTS_PATH = "/api/imports"
 QUEUE_FULL_WAITS = 600  # polls' worth of waiting for the server's import queue, then give up
 FINAL = ("completed", "interrupted")
 log = structlog.get_logger("importer")
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
