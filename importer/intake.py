@@ -18,7 +18,7 @@ import structlog
 from importer.columns import input_values
 from importer.journal import Journal
 from importer.log import row_events
-from importer.models import RowStatus, SourceRow
+from importer.models import RowStatus, SourceRow, row_where
 from importer.validator import Defaults, validate_row
 
 log = structlog.get_logger("importer")
@@ -34,10 +34,6 @@ class IntakeCounts:
     @property
     def invalid_ratio(self) -> float:
         return self.invalid / self.rows_total if self.rows_total else 0.0
-
-
-def _where(source_file: str, sheet: str, row_number: int) -> str:
-    return f"{source_file}{f' [{sheet}]' if sheet else ''} row {row_number}"
 
 
 def intake(
@@ -74,14 +70,14 @@ def intake(
             first = pending_keys.get(key)
             if first is None:
                 hit = journal.first_with_key(run_id, key)
-                first = _where(*hit) if hit else None
+                first = row_where(*hit) if hit else None
             if first is not None:
                 counts.duplicate_in_file += 1
                 status, code = RowStatus.DUPLICATE_IN_FILE.value, "DUPLICATE_IN_FILE"
                 detail = f"same pairing as {first}"
             else:
                 counts.valid += 1
-                pending_keys[key] = _where(row.source_file, row.sheet, row.row_number)
+                pending_keys[key] = row_where(row.source_file, row.sheet, row.row_number)
                 status, code, detail = "pending", None, None
         if verbose:
             log.info(

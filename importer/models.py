@@ -107,6 +107,12 @@ def statuses_for(command: str | None) -> tuple[RowStatus, ...]:
     return _IMPORT_STATUSES
 
 
+def row_where(source_file: str, sheet: str, row_number: int) -> str:
+    """A row as details, messages and the summary name it: `file [sheet] row n` (no brackets
+    for a file without sheets). One spelling, so a person can search the report for it."""
+    return f"{source_file} [{sheet}] row {row_number}" if sheet else f"{source_file} row {row_number}"
+
+
 @dataclass(frozen=True, slots=True)
 class SourceRow:
     """One non-blank input row, as a person sees it in the spreadsheet.

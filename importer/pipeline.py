@@ -35,7 +35,7 @@ from importer.errors import (
 from importer.intake import IntakeCounts, intake
 from importer.journal import Journal
 from importer.loader import Loader
-from importer.models import SUCCESS_STATUSES, RowStatus, statuses_for
+from importer.models import SUCCESS_STATUSES, RowStatus, row_where, statuses_for
 from importer.problems import ProblemTally
 from importer.report import write_reports
 from importer.runlock import journal_lock
@@ -378,8 +378,7 @@ def _why_not_sent(state: str, opts: RunOptions, stats: dict[str, Any]) -> str:
 
 def where_text(where: dict[str, Any]) -> str:
     """`file [sheet] row n`, as duplicate_in_file details name a row."""
-    sheet = f" [{where['sheet']}]" if where.get("sheet") else ""
-    return f"{where['file']}{sheet} row {where['row']}"
+    return row_where(where["file"], where.get("sheet") or "", where["row"])
 
 
 def warn_header_only(loader: Loader) -> None:

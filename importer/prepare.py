@@ -31,7 +31,7 @@ from importer.clock import Clock
 from importer.corrections import Correction, correction
 from importer.journal import Journal, PairingState
 from importer.lookups import WalletEntry, token_filter
-from importer.models import Outcome, Pairing, RowStatus
+from importer.models import Outcome, Pairing, RowStatus, row_where
 from importer.stats import DispatchStats
 from importer.wallets import LookupFailed, WalletReader
 
@@ -56,12 +56,6 @@ class Work:
 class Prepared:
     settled: list[tuple[int, Outcome]] = field(default_factory=list)
     work: list[Work] = field(default_factory=list)
-
-
-def where(location: tuple[str, str, int]) -> str:
-    """A row as intake names it in `duplicate_in_file` details: `file [sheet] row n`."""
-    source_file, sheet, row_number = location
-    return f"{source_file}{f' [{sheet}]' if sheet else ''} row {row_number}"
 
 
 def _failed(customer_id: str | None, exc: LookupFailed, what: str) -> Outcome:
@@ -196,7 +190,7 @@ class ChunkPreparer:
         sees them too."""
         hit = self._journal.earlier_row_with_key(self._run_id, key, seq)
         if hit is not None:
-            return where(hit)
+            return row_where(*hit)
         if by_email:
             self._journal.set_resolved_key(self._run_id, seq, key)
         return None

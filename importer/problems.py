@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from importer.models import row_where
+
 SHOWN_ROWS = 5
 MAX_KINDS = 50
 MAX_LABEL = 160
@@ -152,4 +154,4 @@ def _where(where: tuple[str, str, int], bare: bool) -> str:
     source_file, sheet, row_number = where
     if bare:
         return str(row_number)
-    return f"{source_file}{f' [{sheet}]' if sheet else ''} row {row_number}"
+    return row_where(source_file, sheet, row_number)
