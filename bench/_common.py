@@ -9,60 +9,12 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from importer.sandbox.admin_client import AdminClient
+from importer.sandbox.process import SandboxProcess
 
-
-class SandboxProcess(AdminClient):
-    """The sandbox in a child process; a context manager. `started_mono` approximates the
-    sandbox's own clock origin (its request log `t` is seconds since it started), taken on this
-    machine's CLOCK_MONOTONIC, which both processes share."""
-
-    def __init__(self, *args: str) -> None:
-        t0 = time.monotonic()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "importer.sandbox", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._proc.stdout is not None
-        info: dict[str, str] = {}
-        for _ in range(4):
-            line = self._proc.stdout.readline()
-            if not line:
-                self.close()
-                raise RuntimeError(f"the sandbox process did not start (args {args})")
-            key, _, value = line.strip().partition(": ")
-            info[key] = value
-        # Up to the start-up time early; the breakdown it serves is reported to 0.1 s.
-        self.started_mono = (t0 + time.monotonic()) / 2
-        self.base_url, self.auth_url = info["base_url"], info["auth_url"]
-        self.client_id, self.client_secret = info["client_id"], info["client_secret"]
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(15)
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-    def __enter__(self) -> SandboxProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+__all__ = ["SandboxProcess", "machine", "revision"]
 
 
 def revision() -> str:

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import os
-import queue
 import signal
 import socket
 import sqlite3
@@ -30,13 +29,13 @@ from typing import Any
 
 import yaml
 
-from importer.sandbox.admin_client import AdminClient
+from importer.sandbox.process import SandboxProcess as SandboxProcess  # the tests' one launcher
+from importer.sandbox.process import clean_env
 from importer.sandbox.seed import generate
 from importer.sandbox.settings import DEMO_SEED
 
 CPS = "customer_payment_sources"
 CREATE = "POST /api/customer_payment_sources"
-CL_VARS = ("CL_BASE_URL", "CL_AUTH_URL", "CL_CLIENT_ID", "CL_CLIENT_SECRET", "CL_SCOPE")
 
 
 # -- small utilities ------------------------------------------------------------------------------
@@ -60,13 +59,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, interva
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process: no CL_* variable leaks in from the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if k not in CL_VARS}
-    env.update(extra)
-    return env
-
-
 def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -77,137 +69,7 @@ def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-# -- the sandbox as a child process ---------------------------------------------------------------
-
-
-class SandboxProc(AdminClient):
-    """`python -m importer.sandbox` as a child process, restartable on the same port and state.
-
-    Stats and the request log live in the sandbox's memory, so they restart with it: `kill()`
-    keeps the last snapshot taken before the kill in `history`, and `stats_total()` sums them.
-    """
-
-    def __init__(self, *args: str, state: Path | None = None, log_dir: Path | None = None) -> None:
-        self.args = list(args)
-        self.state = state
-        self.port = 0
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[str] | None = None
-        self.starts = 0
-        self.history: list[dict[str, Any]] = []  # stats snapshots of killed incarnations
-        self.base_url = self.auth_url = self.client_id = self.client_secret = ""
-
-    # lifecycle
-    def start(self, timeout_s: float = 20.0) -> SandboxProc:
-        deadline = time.monotonic() + 2 * timeout_s
-        for attempt in range(10):  # the port may still be held for a moment after a kill
-            if self._start_once(timeout_s):
-                return self
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1 * (attempt + 1))
-        raise RuntimeError(f"the sandbox did not start on port {self.port}")
-
-    def _start_once(self, timeout_s: float) -> bool:
-        cmd = [sys.executable, "-m", "importer.sandbox", "--host", "127.0.0.1", "--port", str(self.port)]
-        if self.state is not None:
-            cmd += ["--state", str(self.state)]
-        cmd += self.args
-        self.starts += 1
-        err: Any = subprocess.DEVNULL
-        if self.log_dir is not None:
-            err = open(self.log_dir / f"sandbox-{self.starts}.stderr", "w", encoding="utf-8")  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=clean_env())
-        finally:
-            if err is not subprocess.DEVNULL:
-                err.close()
-        assert proc.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = proc.stdout
-
-        def read_four() -> None:  # a thread: a text pipe's buffer defeats select()
-            for _ in range(4):
-                lines.put(stdout.readline())
-
-        threading.Thread(target=read_four, daemon=True).start()
-        info: dict[str, str] = {}
-        deadline = time.monotonic() + timeout_s
-        while len(info) < 4:
-            try:
-                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if not line:
-                break  # exited (e.g. the port is still busy)
-            key, _, value = line.strip().partition(": ")
-            info[key] = value
-        if len(info) < 4:
-            _stop(proc)
-            return False
-        self.proc = proc
-        self.base_url, self.auth_url = info["base_url"], info["auth_url"]
-        self.client_id, self.client_secret = info["client_id"], info["client_secret"]
-        self.port = int(self.base_url.rsplit(":", 1)[1])
-        return True
-
-    def kill(self, snapshot: bool = True) -> None:
-        """SIGKILL the server (state on disk survives; in-memory stats do not, so snapshot them)."""
-        if self.proc is None:
-            return
-        if snapshot:
-            with contextlib.suppress(OSError):
-                self.history.append(self.stats())
-        self.proc.send_signal(signal.SIGKILL)
-        _stop(self.proc)
-        self.proc = None
-
-    def restart(self, down_s: float = 0.0) -> None:
-        """SIGKILL, stay down `down_s` seconds, start again on the same port and state file."""
-        self.kill()
-        time.sleep(down_s)
-        self.start()
-
-    def close(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc, graceful=True)
-            self.proc = None
-
-    def __enter__(self) -> SandboxProc:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # admin surface
-    def stats_total(self) -> dict[str, Any]:
-        """Faults by kind and request counts summed over every incarnation (the current included)."""
-        snapshots = [*self.history, *([self.stats()] if self.proc is not None else [])]
-        faults: Counter[str] = Counter()
-        requests: Counter[str] = Counter()
-        tokens = 0
-        for snap in snapshots:
-            faults.update({k: v for k, v in snap["faults"].items() if v})
-            requests["total"] += snap["requests_total"]
-            requests["too_many_requests"] += snap["too_many_requests"]["total"]
-            tokens += snap["tokens_issued"]
-        return {"faults": dict(faults), "requests": dict(requests), "tokens_issued": tokens}
-
-
-def _stop(proc: subprocess.Popen[Any], graceful: bool = False) -> None:
-    if proc.poll() is None:
-        if graceful:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        else:
-            proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
+# -- the sandbox as a child process: importer.sandbox.process.SandboxProcess ----------------------
 
 
 def words(text: str) -> list[str]:

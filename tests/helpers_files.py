@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spreadsheets import csv_text, write_text
+
 from importer.journal import Journal
 from importer.models import SourceRow
 
@@ -51,10 +53,9 @@ def source_row(
 def write_csv(
     path: Path, header: Sequence[str], rows: Iterable[Sequence[str]], encoding: str = "utf-8"
 ) -> Path:
-    with open(path, "w", encoding=encoding, newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
+    """A header and its rows. The bytes come from spreadsheets.csv_text, the one CSV writer of the
+    tests (the loader tests use its grid form, `spreadsheets.write_csv`, to put a header anywhere)."""
+    write_text(path, csv_text([header, *rows]), encoding)
     return path
 
 

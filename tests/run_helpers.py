@@ -4,8 +4,6 @@ at it, a run through the real pipeline, and readers for what the run and the san
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -13,12 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from helpers_files import write_csv as write_csv  # the run tests' CSV writer is the file tests' one
+
 from importer.config import Settings, load_settings
 from importer.demo import api_overrides
 from importer.pipeline import CommandResult, RunOptions, execute
 from importer.runid import new_run_id
-from importer.sandbox.admin_client import AdminClient
-from importer.sandbox.settings import SandboxSettings
+from importer.sandbox.process import SandboxProcess
 from importer.sandbox.store import CPS
 from importer.sandbox.testing import SandboxThread, fast_settings
 
@@ -30,53 +29,12 @@ def sandbox_thread(**overrides: Any) -> Iterator[SandboxThread]:
         yield sb
 
 
-class SandboxProcess(AdminClient):
-    """`python -m importer.sandbox` as a child process: the server has a process (and a GIL) of
-    its own, as the real API does, so arrival times are not skewed by the importer's work."""
-
-    def __init__(self, *args: str) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "importer.sandbox", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._proc.stdout is not None
-        info = {}
-        for _ in range(4):
-            line = self._proc.stdout.readline()
-            if not line:
-                self.close()
-                raise RuntimeError("the sandbox process did not start")
-            key, _, value = line.strip().partition(": ")
-            info[key] = value
-        self.base_url, self.auth_url = info["base_url"], info["auth_url"]
-        self.client_id, self.client_secret = info["client_id"], info["client_secret"]
-        self.settings = SandboxSettings(
-            **{
-                k: v
-                for k, v in self.admin("GET", "settings").items()
-                if k in SandboxSettings.__dataclass_fields__
-            }
-        )
-
-    def close(self) -> None:
-        self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(10)
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-
 @contextmanager
 def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
-    sb = SandboxProcess(*args)
-    try:
+    """The sandbox as its own process (see importer.sandbox.process): arrival times are the
+    server's, not skewed by sharing this process's GIL."""
+    with SandboxProcess(*args) as sb:
         yield sb
-    finally:
-        sb.close()
 
 
 def settings_for(sb: SandboxThread | SandboxProcess, tmp_path: Path, **overrides: Any) -> Settings:
@@ -112,14 +70,6 @@ def run_import(settings: Settings, inputs: list[Path], report_dir: Path, **optio
         **options,
     )
     return execute(settings, opts)
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def results(report_dir: Path) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from e2e_helpers import (
-    SandboxProc,
+    SandboxProcess,
     api_of,
     cli,
     customers_for,
@@ -53,7 +53,7 @@ def test_kill_9_with_imports_in_flight_then_the_resume_polls_them_and_posts_none
     keys = write_id_pairs(tmp_path / "in.csv", rows)
     journal = tmp_path / "journal.sqlite"
     args = words(f"--time-scale 0.05 --set import_rows_per_s=20 --customers {customers_for(rows)}")
-    with SandboxProc(*args, log_dir=tmp_path) as sb:
+    with SandboxProcess(*args, log_dir=tmp_path) as sb:
         config = write_config(
             tmp_path / "config.yaml",
             api_of(sb),
@@ -122,7 +122,7 @@ def test_sigterm_with_imports_in_flight_exits_130_and_the_rerun_finishes_them(tm
     keys = write_id_pairs(tmp_path / "in.csv", rows)
     journal = tmp_path / "journal.sqlite"
     args = words(f"--time-scale 0.05 --set import_rows_per_s=20 --customers {customers_for(rows)}")
-    with SandboxProc(*args, log_dir=tmp_path) as sb:
+    with SandboxProcess(*args, log_dir=tmp_path) as sb:
         config = write_config(
             tmp_path / "config.yaml",
             api_of(sb),

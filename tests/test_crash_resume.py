@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 from e2e_helpers import (
-    SandboxProc,
+    SandboxProcess,
     api_call,
     api_of,
     cli,
@@ -58,7 +58,7 @@ def _row_numbers_once(rows: list[dict[str, str]], total: int) -> None:
     assert len(numbers) == total and sorted(numbers) == list(range(2, total + 2))
 
 
-def _sandbox_state(sb: SandboxProc) -> tuple[set[str], int]:
+def _sandbox_state(sb: SandboxProcess) -> tuple[set[str], int]:
     records = sb.records()
     keys = [record_key(r) for r in records]
     assert len(keys) == len(set(keys)), "the sandbox holds two records for one pairing"
@@ -71,7 +71,7 @@ def test_kill_9_mid_run_loses_nothing_and_the_resume_sends_nothing_twice(tmp_pat
     info = write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=rows)
     journal = tmp_path / "journal.sqlite"
     args = words("--time-scale 0.05 --set burst_limit=8 --set average_limit=40 --customers")
-    with SandboxProc(*args, str(info.customers), log_dir=tmp_path) as sb:
+    with SandboxProcess(*args, str(info.customers), log_dir=tmp_path) as sb:
         config = write_config(
             tmp_path / "config.yaml",
             api_of(sb),
@@ -163,7 +163,7 @@ def test_kill_9_while_posts_are_held_in_flight_then_settled_by_look_up(tmp_path:
     # slow_response holds every /api answer after the handler ran: the one wallet look-up, then
     # every POST, committed but unanswered.
     args = words("--time-scale 0.05 --fault slow_response=1.0 --fault slow_response_s=1.5 --customers")
-    with SandboxProc(*args, str(customers_for(rows)), log_dir=tmp_path) as sb:
+    with SandboxProcess(*args, str(customers_for(rows)), log_dir=tmp_path) as sb:
         config = write_config(
             tmp_path / "config.yaml",
             api_of(sb),
@@ -222,7 +222,7 @@ def test_graceful_stop_lets_in_flight_finish_reports_the_rest_then_resumes(
     info = write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=rows)
     journal = tmp_path / "journal.sqlite"
     args = words("--time-scale 0.05 --fault slow_response=1.0 --fault slow_response_s=1.0 --customers")
-    with SandboxProc(*args, str(info.customers), log_dir=tmp_path) as sb:
+    with SandboxProcess(*args, str(info.customers), log_dir=tmp_path) as sb:
         config = write_config(
             tmp_path / "config.yaml",
             api_of(sb),

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import (
-    SandboxProc,
+    SandboxProcess,
     api_of,
     cli,
     customers_for,
@@ -80,7 +80,7 @@ def _input(tmp_path: Path) -> tuple[Path, list[str], int]:
     return source, sample_keys(ROWS, 20), ROWS + 2
 
 
-def _check_step(sb: SandboxProc, expected: set[str], rows: list[dict[str, str]], total: int) -> set[str]:
+def _check_step(sb: SandboxProcess, expected: set[str], rows: list[dict[str, str]], total: int) -> set[str]:
     """After every run: no duplicate, nothing unexpected, every input row reported once."""
     stats = sb.stats()
     assert stats["duplicates"]["count"] == 0, stats["duplicates"]
@@ -109,7 +109,7 @@ def test_every_fault_at_once_and_a_sandbox_restart_create_each_pairing_exactly_o
     for key, value in FAULTS.items():
         args += ["--fault", f"{key}={value}"]
     journal = tmp_path / "journal.sqlite"
-    with SandboxProc(*args, state=tmp_path / "sandbox-state.sqlite", log_dir=tmp_path) as sb:
+    with SandboxProcess(*args, state=tmp_path / "sandbox-state.sqlite", log_dir=tmp_path) as sb:
         config = write_config(
             tmp_path / "config.yaml",
             api_of(sb),

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import (
-    SandboxProc,
+    SandboxProcess,
     api_of,
     cli,
     journal_query,
@@ -122,14 +122,14 @@ def test_the_sandbox_token_carries_the_claims(env: str, test: bool) -> None:
 
 
 @pytest.fixture(scope="module", params=["test", "live"])
-def sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxProc]:
+def sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxProcess]:
     # Windows the importer's own settings cannot be faster than (explicit numbers win over presets),
     # so only the preset's name and the refusal are under test here.
-    with SandboxProc("--env", request.param, "--time-scale", "0.05", "--customers", "40") as sb:
+    with SandboxProcess("--env", request.param, "--time-scale", "0.05", "--customers", "40") as sb:
         yield sb
 
 
-def _config(sb: SandboxProc, tmp_path: Path, **commercelayer: Any) -> Path:
+def _config(sb: SandboxProcess, tmp_path: Path, **commercelayer: Any) -> Path:
     write_id_pairs(tmp_path / "in.csv", ROWS, customers=40)
     return write_config(
         tmp_path / "config.yaml",
@@ -140,15 +140,15 @@ def _config(sb: SandboxProc, tmp_path: Path, **commercelayer: Any) -> Path:
     )
 
 
-def _api_requests(sb: SandboxProc) -> int:
+def _api_requests(sb: SandboxProcess) -> int:
     return sum(1 for e in sb.requests_log() if e["path"].startswith("/api"))
 
 
-def _env(sb: SandboxProc) -> str:
+def _env(sb: SandboxProcess) -> str:
     return str(sb.admin("GET", "settings")["env"])
 
 
-def test_no_preset_given_follows_the_token(sandbox: SandboxProc, tmp_path: Path) -> None:
+def test_no_preset_given_follows_the_token(sandbox: SandboxProcess, tmp_path: Path) -> None:
     config = _config(sandbox, tmp_path)
     out = cli(run_argv([tmp_path / "in.csv"], config, tmp_path / "rep"))
     assert out.code == 0, out.err[-2000:]
@@ -156,7 +156,7 @@ def test_no_preset_given_follows_the_token(sandbox: SandboxProc, tmp_path: Path)
     assert "run.preset_mismatch" not in out.err
 
 
-def test_a_disagreeing_preset_is_warned_about_or_refused(sandbox: SandboxProc, tmp_path: Path) -> None:
+def test_a_disagreeing_preset_is_warned_about_or_refused(sandbox: SandboxProcess, tmp_path: Path) -> None:
     config = _config(sandbox, tmp_path)
     other = "live" if _env(sandbox) == "test" else "test"
     before = _api_requests(sandbox)
@@ -178,7 +178,7 @@ def test_a_disagreeing_preset_is_warned_about_or_refused(sandbox: SandboxProc, t
     assert summary(tmp_path / "rep2")["rate_limit_preset"] == "live"
 
 
-def test_a_base_url_with_api_is_refused_before_any_request(sandbox: SandboxProc, tmp_path: Path) -> None:
+def test_a_base_url_with_api_is_refused_before_any_request(sandbox: SandboxProcess, tmp_path: Path) -> None:
     config = _config(sandbox, tmp_path, base_url=f"{sandbox.base_url}/api")
     before = len(sandbox.requests_log())
     out = cli(run_argv([tmp_path / "in.csv"], config, tmp_path / "rep"))
@@ -191,7 +191,7 @@ def test_a_base_url_with_api_is_refused_before_any_request(sandbox: SandboxProc,
     assert len(sandbox.requests_log()) == before
 
 
-def test_no_base_url_with_a_local_token_endpoint_is_refused(sandbox: SandboxProc, tmp_path: Path) -> None:
+def test_no_base_url_with_a_local_token_endpoint_is_refused(sandbox: SandboxProcess, tmp_path: Path) -> None:
     """The token names organization sandbox-org; its public address is never contacted."""
     config = _config(sandbox, tmp_path, base_url=None)
     before = len(sandbox.requests_log())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from e2e_helpers import (
-    SandboxProc,
+    SandboxProcess,
     api_of,
     importer_proc,
     journal_query,
@@ -58,7 +58,7 @@ def back_to_back(
     sandbox answered during run 2)."""
     first, second, customers = write_halves(tmp_path, first_rows, second_rows)
     args = [*words(f"--time-scale {scale} --customers"), str(customers)]
-    with SandboxProc(*args) as sb:
+    with SandboxProcess(*args) as sb:
         config = write_config(
             tmp_path / "config.yaml",
             api_of(sb),

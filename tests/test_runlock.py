@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from e2e_helpers import (
-    SandboxProc,
+    SandboxProcess,
     api_of,
     customers_for,
     importer_proc,
@@ -95,7 +95,7 @@ def test_a_memory_journal_needs_no_lock() -> None:
 ROWS = 60
 
 
-def _setup(tmp_path: Path, sb: SandboxProc) -> tuple[Path, Path, list[str]]:
+def _setup(tmp_path: Path, sb: SandboxProcess) -> tuple[Path, Path, list[str]]:
     keys = write_id_pairs(tmp_path / "in.csv", ROWS)
     journal = tmp_path / "journal.sqlite"
     config = write_config(
@@ -130,7 +130,7 @@ def _holding(journal: Path, pid: int) -> bool:
     return bool(text) and json.loads(text).get("pid") == pid
 
 
-def _one_record_per_pairing(sb: SandboxProc, keys: list[str]) -> None:
+def _one_record_per_pairing(sb: SandboxProcess, keys: list[str]) -> None:
     records = sb.records()
     assert sb.stats()["duplicates"]["count"] == 0
     assert sorted(record_key(r) for r in records) == sorted(keys)
@@ -138,7 +138,7 @@ def _one_record_per_pairing(sb: SandboxProc, keys: list[str]) -> None:
 
 @pytest.mark.slow
 def test_a_second_run_on_a_busy_journal_sends_nothing_and_exits_2(tmp_path: Path) -> None:
-    with SandboxProc(*_sandbox_args()) as sb:
+    with SandboxProcess(*_sandbox_args()) as sb:
         journal, config, keys = _setup(tmp_path, sb)
         with importer_proc(
             run_argv([tmp_path / "in.csv"], config, tmp_path / "rep1"), tmp_path, "first"
@@ -172,7 +172,7 @@ def test_a_second_run_on_a_busy_journal_sends_nothing_and_exits_2(tmp_path: Path
 
 @pytest.mark.slow
 def test_kill_9_of_the_holder_leaves_no_lock_behind(tmp_path: Path) -> None:
-    with SandboxProc(*_sandbox_args()) as sb:
+    with SandboxProcess(*_sandbox_args()) as sb:
         journal, config, keys = _setup(tmp_path, sb)
         argv = run_argv([tmp_path / "in.csv"], config, tmp_path / "rep")
         with importer_proc(argv, tmp_path, "first") as first:
@@ -196,7 +196,7 @@ def test_kill_9_of_the_holder_leaves_no_lock_behind(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_wait_lets_a_second_run_proceed_once_the_first_ends(tmp_path: Path) -> None:
-    with SandboxProc(*_sandbox_args()) as sb:
+    with SandboxProcess(*_sandbox_args()) as sb:
         journal, config, keys = _setup(tmp_path, sb)
         with importer_proc(
             run_argv([tmp_path / "in.csv"], config, tmp_path / "rep1"), tmp_path, "first"
