@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from importer.cli import CommandParser, build_parser
+import pytest
+
+from importer.cli import CommandParser, build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +69,9 @@ def test_loading_a_subcommands_flags_twice_adds_them_once() -> None:
     parser.load_arguments().load_arguments()
     flags = [s for a in parser._actions for s in a.option_strings]
     assert flags.count("--port") == 1
+
+
+def test_the_sandbox_help_lists_its_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sandbox", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--time-scale" in shown and "--fault KEY=VALUE" in shown
