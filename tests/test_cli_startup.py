@@ -14,8 +14,6 @@ import pytest
 
 from importer.cli import CommandParser, build_parser, main
 
-ROOT = Path(__file__).resolve().parent.parent
-
 _PROBE = """
 import json, sys
 from importer.cli import main
