@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import (
-    SandboxProc,
+    SandboxProcess,
     api_json,
     api_of,
     clean_env,
@@ -365,7 +365,7 @@ def test_kill_9_or_sigterm_mid_undo_then_the_same_command_resumes_it(
     info = write_sample(tmp_path / "in.csv", DEMO_SEED, 20, rows=rows)
     journal = tmp_path / "journal.sqlite"
     args = words("--time-scale 0.05 --set burst_limit=8 --set average_limit=40 --customers")
-    with SandboxProc(*args, str(info.customers), log_dir=tmp_path) as sb:
+    with SandboxProcess(*args, str(info.customers), log_dir=tmp_path) as sb:
         config = write_config(
             tmp_path / "config.yaml",
             api_of(sb),
