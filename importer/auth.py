@@ -25,7 +25,7 @@ from importer.clock import Clock, Sleep
 from importer.config import Settings
 from importer.retry import Backoff
 from importer.stats import DispatchStats
-from importer.transport import ApiResponse, Sender, TransportFailure, error_parts, retry_after
+from importer.wire import ApiResponse, Sender, TransportFailure, error_parts, retry_after
 
 # Token requests per minute we allow ourselves: two thirds of the endpoint's 30, so a second
 # process on the same IP (a retried cron job) still fits.

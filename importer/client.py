@@ -39,7 +39,7 @@ from importer.clock import Clock, Sleep
 from importer.pacing import Pacer, Permit
 from importer.retry import Backoff
 from importer.stats import DispatchStats
-from importer.transport import (
+from importer.wire import (
     ApiRequest,
     ApiResponse,
     Denied,

@@ -15,7 +15,7 @@ from typing import Any
 from importer.lookups import WalletEntry
 from importer.models import Pairing
 from importer.planner import CPS_ITEM, CPS_PATH, IMPORTER_KEY
-from importer.transport import ApiRequest
+from importer.wire import ApiRequest
 
 _MISSING = object()
 

@@ -24,8 +24,8 @@ from importer.prepare import Work
 from importer.rejections import relationship_detail
 from importer.retry import Backoff
 from importer.stats import DispatchStats
-from importer.transport import ApiRequest, Ok, Retriable, RowRejected
 from importer.wallets import LookupFailed, Rechecker
+from importer.wire import ApiRequest, Ok, Retriable, RowRejected
 
 
 def _failed(work: Work, http_status: int | None, code: str | None, detail: str, attempts: int) -> Outcome:

@@ -35,9 +35,10 @@ from importer.planner import CPS_ITEM, CPS_PATH
 from importer.progress import RunProgress
 from importer.session import ApiSession, SendStamps, open_session
 from importer.stats import DispatchStats
-from importer.transport import AiohttpSender, ApiRequest, Ok, Retriable, RowRejected, Sender
+from importer.transport import AiohttpSender
 from importer.undo_plan import NOT_OURS, expected_importer_key, ownership_problem
 from importer.wallets import LookupFailed, WalletReader
+from importer.wire import ApiRequest, Ok, Retriable, RowRejected, Sender
 
 _DONE = None
 SEND_STAMP_BATCH = 20  # send stamps written to the journal per transaction (as dispatcher.py)

@@ -39,9 +39,10 @@ from importer.prepare import ChunkPreparer, Work
 from importer.progress import RunProgress
 from importer.session import SendStamps, open_session
 from importer.stats import DispatchStats
-from importer.transport import AiohttpSender, Sender
+from importer.transport import AiohttpSender
 from importer.update import Updater
 from importer.wallets import Rechecker, WalletReader
+from importer.wire import Sender
 
 _DONE = None  # end-of-stream marker in the queues
 log = structlog.get_logger("importer")

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from importer.client import ApiClient
 from importer.models import Outcome, Pairing, RowStatus
 from importer.stats import DispatchStats
-from importer.transport import ApiRequest, Ok, Retriable, RowRejected
+from importer.wire import ApiRequest, Ok, Retriable, RowRejected
 
 BATCH = 25  # ids per request: the API's largest page, so one page answers one request
 CACHE_MAX = 50_000

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from importer.planner import CPS_ITEM, CPS_PATH
-from importer.transport import ApiRequest
+from importer.wire import ApiRequest
 
 CUSTOMERS_PATH = "/api/customers"
 PAGE_SIZE = 25  # the API's maximum

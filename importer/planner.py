@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from importer.models import Pairing, pairing_digest
-from importer.transport import ApiRequest
+from importer.wire import ApiRequest
 
 CPS_PATH = "/api/customer_payment_sources"
 CPS_ITEM = f"{CPS_PATH}/{{id}}"  # one record's endpoint, as the rate windows count it

@@ -21,7 +21,7 @@ from importer.limits import Windows, WindowSpec
 from importer.pacing import Pacer, PauseGate
 from importer.retry import Backoff
 from importer.stats import DispatchStats
-from importer.transport import Sender
+from importer.wire import Sender
 
 log = structlog.get_logger("importer")
 

@@ -10,7 +10,7 @@ from importer.client import ApiClient
 from importer.corrections import update_request
 from importer.models import Outcome, RowStatus
 from importer.prepare import Work
-from importer.transport import Ok, RowRejected
+from importer.wire import Ok, RowRejected
 
 
 class Updater:

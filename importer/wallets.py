@@ -27,7 +27,7 @@ from importer.lookups import (
     wallet_entries,
     wallet_records,
 )
-from importer.transport import ApiRequest, Ok, Retriable, RowRejected
+from importer.wire import ApiRequest, Ok, Retriable, RowRejected
 
 # Pages of one look-up we follow at most: 25 entries a page, so 400 pages is 10,000 wallet entries
 # for one batch of customers, far more than any real wallet; past it something is wrong.

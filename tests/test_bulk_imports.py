@@ -22,7 +22,7 @@ from importer.models import Pairing
 from importer.planner import IMPORTER_KEY
 from importer.sandbox.store import CPS, IMPORTS
 from importer.sandbox.testing import SandboxThread
-from importer.transport import JSONAPI
+from importer.wire import JSONAPI
 
 FAST = {"imports.poll_interval_s": 0.05, "imports.chunk_size": 100}
 

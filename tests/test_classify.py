@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from importer.auth import INVALID_CLIENT, auth_error_message, parse_token
-from importer.transport import (
+from importer.wire import (
     ApiResponse,
     Denied,
     Fatal,
@@ -190,3 +192,14 @@ def test_token_lifetime_and_margin() -> None:
     assert "secret-value" not in repr(token)
     short = parse_token(ApiResponse(200, {}, {"access_token": "t", "expires_in": 4}), 0.0, 60.0)
     assert short.renew_at == 2.0  # the margin is capped at half the lifetime
+
+
+def test_the_pure_modules_load_without_aiohttp() -> None:
+    """The value types, `classify`, the planner and the look-ups import no I/O library: only
+    `transport.py` (the sender) loads aiohttp."""
+    probe = "import sys, importer.wire, importer.planner, importer.lookups; print('aiohttp' in sys.modules)"
+    pure = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert pure.stdout.strip() == "False"
+    sender = "import sys, importer.transport; print('aiohttp' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", sender], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "True"

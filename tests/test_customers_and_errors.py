@@ -31,7 +31,8 @@ from importer.planner import create_request
 from importer.sandbox.sample import write_sample
 from importer.sandbox.seed import generate
 from importer.sandbox.settings import DEMO_SEED
-from importer.transport import AiohttpSender, ApiRequest, ApiResponse
+from importer.transport import AiohttpSender
+from importer.wire import ApiRequest, ApiResponse
 
 CPS = "customer_payment_sources"
 

@@ -41,7 +41,8 @@ from e2e_helpers import (
 from importer.sandbox.sample import write_sample
 from importer.sandbox.settings import DEMO_SEED
 from importer.sandbox.testing import SandboxThread, fast_settings
-from importer.transport import AiohttpSender, ApiRequest, ApiResponse, TransportFailure
+from importer.transport import AiohttpSender
+from importer.wire import ApiRequest, ApiResponse, TransportFailure
 
 ROWS = 100
 CUSTOMERS = 72  # write_sample(..., 20, rows=150) grows the seed to this many customers

@@ -12,7 +12,7 @@ from importer.auth import INVALID_CLIENT, AuthFailed, TokenProvider
 from importer.config import load_settings
 from importer.retry import Backoff
 from importer.stats import DispatchStats
-from importer.transport import ApiRequest, ApiResponse, TransportFailure
+from importer.wire import ApiRequest, ApiResponse, TransportFailure
 
 
 class FakeAuth:

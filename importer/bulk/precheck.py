@@ -23,8 +23,8 @@ import structlog
 from importer.bulk.readback import ExportFailed, ExportReader
 from importer.client import ApiClient
 from importer.planner import CPS_PATH
-from importer.transport import ApiRequest, Ok
 from importer.wallets import LookupFailed, WalletReader
+from importer.wire import ApiRequest, Ok
 
 log = structlog.get_logger("importer")
 

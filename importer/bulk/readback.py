@@ -30,8 +30,8 @@ from importer.client import ApiClient
 from importer.clock import Sleep
 from importer.lookups import PAGE_SIZE, WALLET_FIELDS, WALLET_SORT, batches, page_count, wallet_entries
 from importer.planner import CPS_PATH, IMPORTER_KEY
-from importer.transport import ApiRequest, Ok, Retriable, RowRejected
 from importer.wallets import MAX_PAGES, LookupFailed
+from importer.wire import ApiRequest, Ok, Retriable, RowRejected
 
 EXPORTS_PATH = "/api/exports"
 EXPORT_LINK_RETRIES = 3

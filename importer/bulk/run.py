@@ -44,8 +44,9 @@ from importer.prepare import ChunkPreparer
 from importer.progress import RunProgress
 from importer.retry import Backoff
 from importer.stats import DispatchStats
-from importer.transport import AiohttpSender, Sender
+from importer.transport import AiohttpSender
 from importer.wallets import LookupFailed
+from importer.wire import Sender
 
 REFERENCE_ORIGIN = "importer"
 STREAM_WAIT_S = 0.02  # a streaming intake's next batch is polled for this often

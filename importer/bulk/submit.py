@@ -22,8 +22,8 @@ from importer.bulk.chunking import is_queue_full, is_too_large
 from importer.client import ApiClient
 from importer.clock import Sleep
 from importer.retry import Backoff
-from importer.transport import ApiRequest, Ok, Retriable, RowRejected
 from importer.wallets import LookupFailed
+from importer.wire import ApiRequest, Ok, Retriable, RowRejected
 
 IMPORTS_PATH = "/api/imports"
 QUEUE_FULL_WAITS = 600  # polls' worth of waiting for the server's import queue, then give up
