@@ -282,54 +282,17 @@ def load_settings(
     """Load and validate settings. Returns them with a list of warnings for the log.
 
     `overrides` are CLI flags as dotted keys (`rate_limit.preset`, `report.formats`).
+    Layers, weakest first: the file (with ${VAR}s expanded), CL_* variables, CLI flags.
     """
     env = os.environ if env is None else env
     warnings: list[str] = []
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found; pass -c with the path to config.yaml") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"config file {path} cannot be read ({exc.__class__.__name__}); check it is UTF-8 text"
-            ) from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"config file {path} is not valid YAML{at}; fix its syntax") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path} must be a mapping of keys (commercelayer:, rate_limit:, …)"
-            )
-        raw_secret = (loaded.get("commercelayer") or {}).get("client_secret")
-        if isinstance(raw_secret, str) and raw_secret and not _VAR.search(raw_secret):
-            mode = p.stat().st_mode
-            if mode & (stat.S_IRGRP | stat.S_IROTH):
-                warnings.append(
-                    f"{path} holds a literal client_secret and is readable by other users; "
-                    "use client_secret: ${CL_CLIENT_SECRET} or chmod 600 the file"
-                )
+        loaded = _read_yaml(path)
+        warnings += _secret_warnings(path, loaded)
         data = _expand(loaded, "", env)
-    cl = dict(data.get("commercelayer") or {})
-    for var, key in ENV_OVERRIDES.items():
-        if env.get(var):
-            cl[key] = env[var]
-    data["commercelayer"] = cl
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+    _apply_env(data, env)
+    _apply_overrides(data, overrides or {})
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
@@ -337,3 +300,60 @@ def load_settings(
     if settings.commercelayer.scope:
         warnings.append(SCOPE_WARNING.format(scope=settings.commercelayer.scope))
     return settings, warnings
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config file as a mapping; ConfigError naming the file and the fix otherwise."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; pass -c with the path to config.yaml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc.__class__.__name__}); check it is UTF-8 text"
+        ) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{at}; fix its syntax") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping of keys (commercelayer:, rate_limit:, …)")
+    return loaded
+
+
+def _secret_warnings(path: str | os.PathLike[str], loaded: Mapping[str, Any]) -> list[str]:
+    """A literal client_secret in a file other users can read is worth a warning."""
+    raw_secret = (loaded.get("commercelayer") or {}).get("client_secret")
+    if not isinstance(raw_secret, str) or not raw_secret or _VAR.search(raw_secret):
+        return []
+    if not Path(path).stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        return []
+    return [
+        f"{path} holds a literal client_secret and is readable by other users; "
+        "use client_secret: ${CL_CLIENT_SECRET} or chmod 600 the file"
+    ]
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """CL_* variables win over the file's commercelayer keys."""
+    cl = dict(data.get("commercelayer") or {})
+    for var, key in ENV_OVERRIDES.items():
+        if env.get(var):
+            cl[key] = env[var]
+    data["commercelayer"] = cl
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """CLI flags, as dotted keys, win over everything; an unset flag (None) changes nothing."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value

@@ -33,7 +33,7 @@ from importer.errors import (
     RunAborted,
 )
 from importer.intake import IntakeCounts, intake
-from importer.journal import Journal
+from importer.journal import Journal, RunInfo
 from importer.loader import Loader
 from importer.models import SUCCESS_STATUSES, RowStatus, row_where, statuses_for
 from importer.problems import ProblemTally
@@ -214,6 +214,28 @@ def command_line(opts: RunOptions) -> str:
     return " ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended, before its rows are counted: `state` is what the journal records
+    (finished | interrupted | aborted); `exit_code` is set when the ending, not the rows' statuses,
+    decides it; `message` is the closing sentence; `stats` are the dispatch's counters."""
+
+    state: str = "finished"
+    exit_code: int | None = None
+    message: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Begun:
+    """A run after its start phase: the options and report folder it goes on with (a resumed
+    run takes the id of the run it resumes), and whether it resumes one."""
+
+    opts: RunOptions
+    report_dir: Path
+    resumed: RunInfo | None
+
+
 def _execute_with(
     settings: Settings,
     opts: RunOptions,
@@ -224,13 +246,39 @@ def _execute_with(
     started: float,
     started_at: str,
 ) -> CommandResult:
-    run_id = opts.run_id
+    """The phases of a command: target, start (or resume), read the input, settle the rows,
+    report. Each phase is one function below."""
+    settings = _resolve_target(settings, opts)
+    target = settings.commercelayer.base_url or ""
+    fingerprint = inputs_fingerprint(loader, opts.sheets)
+    begun = _begin(settings, opts, journal, target, fingerprint, report_dir)
+    opts, run_id = begun.opts, begun.opts.run_id
+    counts: IntakeCounts | None = None
+    feed: Any = None  # a streaming intake (imports strategy)
+    if begun.resumed is not None:
+        _resume(journal, loader, begun.resumed)
+    else:
+        if opts.command == "run" and not opts.dry_run and journal.abandon_partial_intakes():
+            log.info("run.partial_intake_dropped", reason="a run was stopped while reading its input")
+        journal.start_run(run_id, command=opts.command, target=target, inputs_fingerprint=fingerprint)
+        counts, feed = _read_input(settings, opts, loader, journal, defaults)
+    end = _settle(settings, opts, loader, journal, target, counts, feed)
+    return _report(settings, opts, loader, journal, end, begun.report_dir, started, started_at)
+
+
+def _resolve_target(settings: Settings, opts: RunOptions) -> Settings:
+    """`run` needs credentials and an API; an unset base_url comes from the token."""
     if opts.command == "run":
         require_credentials(settings)
         if not settings.commercelayer.base_url:
             settings = with_derived_base_url(settings)
-    target = settings.commercelayer.base_url or ""
-    fingerprint = inputs_fingerprint(loader, opts.sheets)
+    return settings
+
+
+def _begin(
+    settings: Settings, opts: RunOptions, journal: Journal, target: str, fingerprint: str, report_dir: Path
+) -> _Begun:
+    """Find a run of the same inputs to resume (a real `run` only) and log `run.start`."""
     resumed = None
     if opts.command == "run" and not opts.dry_run:
         resumed = journal.resumable_run(command="run", target=target, inputs_fingerprint=fingerprint)
@@ -238,11 +286,10 @@ def _execute_with(
             resumed = None
     if resumed is not None:
         # Every event of a resumed run, run.start included, carries the id its report is named for.
-        run_id = resumed.run_id
-        opts = replace(opts, run_id=run_id)
-        structlog.contextvars.bind_contextvars(run_id=run_id)
+        opts = replace(opts, run_id=resumed.run_id)
+        structlog.contextvars.bind_contextvars(run_id=resumed.run_id)
         if opts.report_dir is None:
-            report_dir = default_report_dir(run_id)
+            report_dir = default_report_dir(resumed.run_id)
             ensure_writable_dir(report_dir)
     log.info(
         "run.start",
@@ -253,106 +300,151 @@ def _execute_with(
         resumed=resumed is not None,
     )
     log.debug("run.config", config=settings.public_dict())  # -vv: the default level shows no config
-    feed: Any = None  # a streaming intake (imports strategy), started below
-    if resumed is not None:
-        journal.reopen_run(run_id)
-        # Re-read the files for their stats; rows come from the journal, as first read.
-        for _ in loader:
-            pass
-        log.info("run.resume", resumed_run_id=run_id, started_at=resumed.started_at)
-        counts = None
-    else:
-        if opts.command == "run" and not opts.dry_run and journal.abandon_partial_intakes():
-            log.info("run.partial_intake_dropped", reason="a run was stopped while reading its input")
-        journal.start_run(run_id, command=opts.command, target=target, inputs_fingerprint=fingerprint)
-        # The imports strategy reads the input while its first imports run (bulk/stream.py).
-        feed = start_streaming_intake(settings, opts, loader, run_id, defaults)
-        try:
-            counts = intake(loader, journal, run_id, defaults) if feed is None else None
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli.py turns it into the same)
-            journal.finish_run(run_id, "interrupted")  # intake not done: never resumed, dropped later
-            raise Interrupted(
-                "interrupted while reading the input; nothing was sent. Run the same command again"
-            ) from None
-        if counts is not None:
-            _input_read(journal, run_id, counts, loader)
+    return _Begun(opts, report_dir, resumed)
 
-    stats: dict[str, Any] = {}
-    message: str | None = None
-    state = "finished"
-    exit_code: int | None = None
-    too_many_invalid = (
+
+def _resume(journal: Journal, loader: Loader, resumed: RunInfo) -> None:
+    """A resumed run: its rows come from the journal, as first read."""
+    journal.reopen_run(resumed.run_id)
+    # Re-read the files for their stats only.
+    for _ in loader:
+        pass
+    log.info("run.resume", resumed_run_id=resumed.run_id, started_at=resumed.started_at)
+
+
+def _read_input(
+    settings: Settings, opts: RunOptions, loader: Loader, journal: Journal, defaults: Defaults
+) -> tuple[IntakeCounts | None, Any]:
+    """Read every row into the journal, or start a streaming intake (imports strategy), which
+    reads the input while its first imports run (bulk/stream.py). Returns (counts, feed)."""
+    run_id = opts.run_id
+    feed = start_streaming_intake(settings, opts, loader, run_id, defaults)
+    try:
+        counts = intake(loader, journal, run_id, defaults) if feed is None else None
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli.py turns it into the same)
+        journal.finish_run(run_id, "interrupted")  # intake not done: never resumed, dropped later
+        raise Interrupted(
+            "interrupted while reading the input; nothing was sent. Run the same command again"
+        ) from None
+    if counts is not None:
+        _input_read(journal, run_id, counts, loader)
+    return counts, feed
+
+
+def _settle(
+    settings: Settings,
+    opts: RunOptions,
+    loader: Loader,
+    journal: Journal,
+    target: str,
+    counts: IntakeCounts | None,
+    feed: Any,
+) -> RunEnd:
+    """Give every open row its final status: `validate` says valid; too many invalid rows
+    sends nothing; otherwise the rows are dispatched."""
+    too_many_invalid = bool(
         counts is not None and counts.rows_total and counts.invalid_ratio > settings.max_invalid_ratio
     )
     if opts.command == "validate":
-        # validate only ever says valid / invalid / duplicate_in_file: too many invalid rows is
-        # the exit code and the message (what `run` would do), not a status of the good rows.
-        journal.mark_unsettled(run_id, RowStatus.VALID, None)
-        if too_many_invalid and counts is not None:
-            message = (
-                f"{counts.invalid} of {counts.rows_total} rows are invalid ({counts.invalid_ratio:.0%}), "
-                f"more than max_invalid_ratio {settings.max_invalid_ratio:.0%}: `run` would send nothing. "
-                "Fix the rows listed in failures.csv, or raise max_invalid_ratio"
-            )
-            exit_code = EXIT_USAGE
-    elif too_many_invalid and counts is not None:
-        message = (
-            f"{counts.invalid} of {counts.rows_total} rows are invalid ({counts.invalid_ratio:.0%}), "
-            f"more than max_invalid_ratio {settings.max_invalid_ratio:.0%}; nothing was sent. "
-            "Fix the rows listed in failures.csv, or raise max_invalid_ratio"
-        )
-        exit_code, state = EXIT_USAGE, "aborted"
-        journal.mark_unsettled(
-            run_id, RowStatus.NOT_ATTEMPTED, "not sent: too many invalid rows in the input"
-        )
-    else:
-        from importer.bulk import select_dispatch  # the network side is only loaded for `run`
+        return _validated(settings, journal, opts.run_id, counts if too_many_invalid else None)
+    if too_many_invalid and counts is not None:
+        return _refused_invalid(settings, journal, opts.run_id, counts)
+    end = _dispatched(settings, opts, journal, target)
+    if feed is not None:
+        end = _stream_finished(settings, journal, opts.run_id, loader, feed, end)
+    journal.mark_unsettled(
+        opts.run_id, RowStatus.NOT_ATTEMPTED, "not sent: " + _why_not_sent(end.state, opts, end.stats)
+    )
+    return end
 
-        stop = asyncio.Event()
-        total = journal.count_open(run_id)
-        dispatch = select_dispatch(settings, journal, run_id, total, dry_run=opts.dry_run)
-        try:
-            result = asyncio.run(
-                _dispatch_with_signals(dispatch, settings, journal, run_id, target, opts, stop, total)
-            )
-            stats = result.as_dict()
-            if stop.is_set():
-                exit_code, state = EXIT_INTERRUPTED, "interrupted"
-                message = (
-                    "interrupted: in-flight requests finished, the rest are not_attempted; "
-                    "run again to resume"
-                )
-        except RunAborted as exc:  # exit 3, or 2 for a refusal before any /api request (--force)
-            exit_code, state, message = exc.exit_code, "aborted", str(exc)
-            stats = dict(exc.stats)
-        if feed is not None:  # the rest of the input (re-raises an input error: exit 2)
-            read = feed.finish()
-            _input_read(journal, run_id, read, loader)
-            too_many = read.rows_total and read.invalid_ratio > settings.max_invalid_ratio
-            if exit_code is None and (stats.get("stream_stop") or too_many):
-                exit_code, state = EXIT_USAGE, "aborted"
-                message = str(stats.get("stream_stop") or "") or (
-                    f"{read.invalid} of {read.rows_total} rows are invalid ({read.invalid_ratio:.0%}), more "
-                    f"than max_invalid_ratio {settings.max_invalid_ratio:.0%}; imports started while the "
-                    "input was read (imports.stream_intake), so the valid rows read before were sent. "
-                    "Fix the rows listed in failures.csv"
-                )
-        journal.mark_unsettled(
-            run_id, RowStatus.NOT_ATTEMPTED, "not sent: " + _why_not_sent(state, opts, stats)
-        )
 
-    row_counts = journal.count_rows(run_id)
+def _validated(settings: Settings, journal: Journal, run_id: str, too_many: IntakeCounts | None) -> RunEnd:
+    """validate only ever says valid / invalid / duplicate_in_file: too many invalid rows is
+    the exit code and the message (what `run` would do), not a status of the good rows."""
+    journal.mark_unsettled(run_id, RowStatus.VALID, None)
+    if too_many is None:
+        return RunEnd()
+    message = (
+        f"{too_many.invalid} of {too_many.rows_total} rows are invalid ({too_many.invalid_ratio:.0%}), "
+        f"more than max_invalid_ratio {settings.max_invalid_ratio:.0%}: `run` would send nothing. "
+        "Fix the rows listed in failures.csv, or raise max_invalid_ratio"
+    )
+    return RunEnd(exit_code=EXIT_USAGE, message=message)
+
+
+def _refused_invalid(settings: Settings, journal: Journal, run_id: str, counts: IntakeCounts) -> RunEnd:
+    """`run` with more invalid rows than max_invalid_ratio: nothing is sent (exit 2)."""
+    message = (
+        f"{counts.invalid} of {counts.rows_total} rows are invalid ({counts.invalid_ratio:.0%}), "
+        f"more than max_invalid_ratio {settings.max_invalid_ratio:.0%}; nothing was sent. "
+        "Fix the rows listed in failures.csv, or raise max_invalid_ratio"
+    )
+    journal.mark_unsettled(run_id, RowStatus.NOT_ATTEMPTED, "not sent: too many invalid rows in the input")
+    return RunEnd("aborted", EXIT_USAGE, message)
+
+
+def _dispatched(settings: Settings, opts: RunOptions, journal: Journal, target: str) -> RunEnd:
+    """Send the open rows (REST or imports strategy) until done, stopped by a signal, or aborted."""
+    from importer.bulk import select_dispatch  # the network side is only loaded for `run`
+
+    run_id = opts.run_id
+    stop = asyncio.Event()
+    total = journal.count_open(run_id)
+    dispatch = select_dispatch(settings, journal, run_id, total, dry_run=opts.dry_run)
+    try:
+        result = asyncio.run(
+            _dispatch_with_signals(dispatch, settings, journal, run_id, target, opts, stop, total)
+        )
+    except RunAborted as exc:  # exit 3, or 2 for a refusal before any /api request (--force)
+        return RunEnd("aborted", exc.exit_code, str(exc), dict(exc.stats))
+    stats: dict[str, Any] = result.as_dict()
+    if stop.is_set():
+        message = "interrupted: in-flight requests finished, the rest are not_attempted; run again to resume"
+        return RunEnd("interrupted", EXIT_INTERRUPTED, message, stats)
+    return RunEnd(stats=stats)
+
+
+def _stream_finished(
+    settings: Settings, journal: Journal, run_id: str, loader: Loader, feed: Any, end: RunEnd
+) -> RunEnd:
+    """Read the rest of a streamed input (re-raises an input error: exit 2). Too many invalid
+    rows, or a stop the stream asked for, ends the run as aborted unless it already ended."""
+    read = feed.finish()
+    _input_read(journal, run_id, read, loader)
+    too_many = read.rows_total and read.invalid_ratio > settings.max_invalid_ratio
+    if end.exit_code is not None or not (end.stats.get("stream_stop") or too_many):
+        return end
+    message = str(end.stats.get("stream_stop") or "") or (
+        f"{read.invalid} of {read.rows_total} rows are invalid ({read.invalid_ratio:.0%}), more "
+        f"than max_invalid_ratio {settings.max_invalid_ratio:.0%}; imports started while the "
+        "input was read (imports.stream_intake), so the valid rows read before were sent. "
+        "Fix the rows listed in failures.csv"
+    )
+    return RunEnd("aborted", EXIT_USAGE, message, end.stats)
+
+
+def _report(
+    settings: Settings,
+    opts: RunOptions,
+    loader: Loader,
+    journal: Journal,
+    end: RunEnd,
+    report_dir: Path,
+    started: float,
+    started_at: str,
+) -> CommandResult:
+    """Write the reports, record how the run ended, and choose the exit code."""
+    row_counts = journal.count_rows(opts.run_id)
     summary = _base_summary(settings, opts, loader, row_counts, started, started_at)
-    summary["run_state"] = state
-    if message:
-        summary["message"] = message
-    if stats:
-        summary.update(stats)
-    problems = write_reports(journal, run_id, report_dir, settings.report.formats, summary)
+    summary["run_state"] = end.state
+    if end.message:
+        summary["message"] = end.message
+    if end.stats:
+        summary.update(end.stats)
+    problems = write_reports(journal, opts.run_id, report_dir, settings.report.formats, summary)
     if opts.command == "run" and not opts.dry_run:
-        journal.finish_run(run_id, state, summary)
-    if exit_code is None:
-        exit_code = exit_code_for(row_counts)
+        journal.finish_run(opts.run_id, end.state, summary)
+    exit_code = end.exit_code if end.exit_code is not None else exit_code_for(row_counts)
     log.info(
         "run.finish",
         exit_code=exit_code,
@@ -360,7 +452,7 @@ def _execute_with(
         report_dir=str(report_dir),
         duration_s=summary["duration_s"],
     )
-    return CommandResult(exit_code, summary, report_dir, message, problems)
+    return CommandResult(exit_code, summary, report_dir, end.message, problems)
 
 
 def _why_not_sent(state: str, opts: RunOptions, stats: dict[str, Any]) -> str:
