@@ -23,7 +23,7 @@ from asyncio_throttle.throttler import Throttler
 
 from importer.clock import Clock, Sleep
 from importer.config import Settings
-from importer.retry import Backoff
+from importer.retry import Backoff, Retrier
 from importer.stats import DispatchStats
 from importer.wire import ApiResponse, Sender, TransportFailure, error_parts, retry_after
 
@@ -106,8 +106,7 @@ class TokenProvider:
         self._settings = settings
         self._stats = stats
         self._clock = clock
-        self._sleep = sleep
-        self._backoff = backoff
+        self._retrier = Retrier(backoff, sleep, stats)
         self._throttler = throttler or Throttler(rate_limit=TOKEN_REQUESTS_PER_MIN, period=60.0)
         self._lock = asyncio.Lock()
         self._token: AccessToken | None = None
@@ -158,10 +157,9 @@ class TokenProvider:
                 elif response.status < 500:
                     raise AuthFailed(auth_error_message(response))
                 problem = f"the token endpoint answered {response.status}"
-            if not self._backoff.may_retry(attempt):
+            if not self._retrier.may_retry(attempt):
                 raise AuthFailed(
                     f"authentication failed: {problem} {attempt} times; "
                     "check commercelayer.auth_url or try later"
                 )
-            self._stats.retries += 1
-            await self._sleep(self._backoff.delay(attempt, wait_at_least))
+            await self._retrier.pause(attempt, wait_at_least)

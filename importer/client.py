@@ -37,7 +37,7 @@ import structlog
 from importer.auth import TokenProvider
 from importer.clock import Clock, Sleep
 from importer.pacing import Pacer, Permit
-from importer.retry import Backoff
+from importer.retry import Backoff, Retrier
 from importer.stats import DispatchStats
 from importer.wire import (
     ApiRequest,
@@ -106,11 +106,10 @@ class ApiClient:
         self._sender = sender
         self._tokens = tokens
         self._pacer = pacer
-        self._backoff = backoff
+        self._retrier = Retrier(backoff, sleep, stats)
         self._stats = stats
         self._slots = asyncio.Semaphore(slots)
         self._pause_s = pause_s  # a 429 without Retry-After pauses for one burst window
-        self._sleep = sleep
         self._wall = wall  # only to read a Retry-After HTTP-date that comes without a Date header
         self._max_denied = max_denied_in_a_row
         self._denied_in_a_row = 0
@@ -123,7 +122,7 @@ class ApiClient:
         await self._pacer.ready(request.endpoint)
 
     def attempts(self) -> Attempts:
-        return Attempts(self._backoff.max_attempts)
+        return Attempts(self._retrier.backoff.max_attempts)
 
     async def request(self, request: ApiRequest, attempts: Attempts, *, retry_ambiguous: bool) -> Answer:
         """Send until an answer is final. Returns Ok, RowRejected, or a Retriable when attempts
@@ -174,14 +173,12 @@ class ApiClient:
                         "client may be using this IP's rate budget; try again later"
                     )
                 attempts.rate_limited += 1
-                self._stats.retries += 1
                 # Jitter on top of the gate: waiters leave it one by one, not as a herd.
-                await self._sleep(self._backoff.delay(attempts.rate_limited))
+                await self._retrier.pause(attempts.rate_limited)
                 continue
             if (verdict.ambiguous and not retry_ambiguous) or not attempts.may_retry():
                 return answer
-            self._stats.retries += 1
-            await self._sleep(self._backoff.delay(attempts.counted))
+            await self._retrier.pause(attempts.counted)
 
     def _denied(self, verdict: Denied, answer: Answer) -> Answer:
         """A resource-level 401 that survived its renewal: the row fails, unless they are systemic."""

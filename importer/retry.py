@@ -1,4 +1,4 @@
-"""The backoff schedule: exponential with full jitter (pure; the caller sleeps).
+"""The backoff schedule (`Backoff`, pure) and the one retry helper built on it (`Retrier`).
 
 Full jitter (a uniform draw between 0 and the exponential ceiling) spreads the retries of many
 workers that failed at the same moment, so they do not come back as one burst. The random source
@@ -8,6 +8,7 @@ is injected so tests can pin the draws.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,3 +52,34 @@ class Backoff:
     def may_retry(self, attempts_made: int) -> bool:
         """True while another attempt is allowed (`attempts_made` includes the first try)."""
         return attempts_made < self.max_attempts
+
+
+class RetryCount(Protocol):
+    """Where a retry is counted: the run's stats (`retries`)."""
+
+    retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retrier:
+    """The one way the importer waits before sending something again, for the token request
+    (auth.py), every API request (client.py) and a row's POST (create.py): whether another
+    attempt is allowed, and the backoff pause before it, counted in the stats' `retries`.
+
+    What may be resent is the caller's decision, not this helper's: a POST whose answer was
+    lost is only resent after create.py's look-up found nothing (docs/exactly-once.md).
+    `stats` None: the pause is not counted (the imports strategy's submissions report their
+    lost answers on their own)."""
+
+    backoff: Backoff
+    sleep: Callable[[float], Awaitable[None]]
+    stats: RetryCount | None = None
+
+    def may_retry(self, attempts_made: int) -> bool:
+        return self.backoff.may_retry(attempts_made)
+
+    async def pause(self, retry: int, retry_after_s: float | None = None) -> None:
+        """Count retry number `retry` and wait its backoff (never less than `retry_after_s`)."""
+        if self.stats is not None:
+            self.stats.retries += 1
+        await self.sleep(self.backoff.delay(retry, retry_after_s))

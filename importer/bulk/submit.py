@@ -21,7 +21,7 @@ import structlog
 from importer.bulk.chunking import is_queue_full, is_too_large
 from importer.client import ApiClient
 from importer.clock import Sleep
-from importer.retry import Backoff
+from importer.retry import Backoff, Retrier
 from importer.wallets import LookupFailed
 from importer.wire import ApiRequest, Ok, Retriable, RowRejected
 
@@ -91,7 +91,7 @@ class Submitter:
         poll_interval_s: float,
     ) -> None:
         self._client = client
-        self._backoff = backoff
+        self._retrier = Retrier(backoff, sleep)  # not counted: `lost_answers` reports these
         self._poll_client = poll_client
         self._sleep = sleep
         self._poll_s = poll_interval_s
@@ -152,7 +152,7 @@ class Submitter:
                     verdict.code,
                     f"{verdict.detail} (gave up after {attempts.sent} attempts)",
                 )
-            await self._sleep(self._backoff.delay(attempts.counted))
+            await self._retrier.pause(attempts.counted)
 
 
 class Poller:
