@@ -28,6 +28,7 @@ import structlog
 from importer.auth import AuthFailed
 from importer.client import Abort
 from importer.config import Settings
+from importer.context import DispatchContext
 from importer.create import Creator
 from importer.errors import RunAborted
 from importer.existence import ExistenceChecker
@@ -39,7 +40,7 @@ from importer.prepare import ChunkPreparer, Work
 from importer.progress import RunProgress
 from importer.session import SendStamps, open_session
 from importer.stats import DispatchStats
-from importer.transport import AiohttpSender
+from importer.transport import run_sender
 from importer.update import Updater
 from importer.wallets import Rechecker, WalletReader
 from importer.wire import Sender
@@ -52,32 +53,14 @@ SEND_STAMP_BATCH = 20  # send stamps written to the journal per transaction
 class _Run:
     """One dispatch: the wiring and the tasks. Built by `dispatch`, used once."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        journal: Journal,
-        run_id: str,
-        target: str,
-        sender: Sender,
-        *,
-        dry_run: bool,
-        max_rows: int | None,
-        fail_fast: bool,
-        stop: asyncio.Event,
-        progress: RunProgress,
-        stats: DispatchStats,
-        force: bool = False,
-        recreate_undone: bool = False,
-    ) -> None:
-        self.force = force
-        self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
-        self.dry_run, self.max_rows, self.fail_fast, self.stop = dry_run, max_rows, fail_fast, stop
-        self.progress, self.stats = progress, stats
-        self.stamps = SendStamps(journal, target, settings)
+    def __init__(self, ctx: DispatchContext[DispatchStats], sender: Sender) -> None:
+        self.ctx = ctx
+        settings, progress = ctx.settings, ctx.progress
+        self.stamps = SendStamps(ctx.journal, ctx.target, settings)
         api = open_session(
             settings,
             sender,
-            stats,
+            ctx.stats,
             on_pause=progress.on_pause,
             on_resume=progress.on_resume,
             on_wait=progress.on_wait,
@@ -93,31 +76,25 @@ class _Run:
         reader = WalletReader(
             self.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
         )
-        clock = asyncio.get_running_loop().time
         self.preparer = ChunkPreparer(
-            journal,
-            run_id,
-            target,
+            ctx.journal,
+            ctx.run_id,
+            ctx.target,
             reader,
-            stats,
-            dry_run=dry_run,
-            clock=clock,
+            ctx.stats,
+            dry_run=ctx.dry_run,
+            clock=ctx.clock,
             on_existing=settings.on_existing,
-            recreate_undone=recreate_undone,
+            recreate_undone=ctx.recreate_undone,
         )
         self.updater = Updater(self.client)
         self.rechecker = Rechecker(reader)
-        self.existence = ExistenceChecker(self.client, stats)
+        self.existence = ExistenceChecker(self.client, ctx.stats)
         self.creator = Creator(
-            journal,
-            target,
-            run_id,
+            ctx,
             self.client,
             self.rechecker,
             self.backoff,
-            stats,
-            asyncio.sleep,
-            clock,
             check_before_post=settings.lookups.check_before_post,
         )
         self.chunk_rows = settings.lookups.wallet_batch
@@ -136,11 +113,11 @@ class _Run:
     def follow_token(self, token: str) -> None:
         """Pick the rate-limit preset from the token's `test` claim (identity.py) and retune the
         windows to it; warn, or refuse, when a preset was given and disagrees."""
-        rl = self.settings.rate_limit
-        choice = choose_preset(rl.preset, decode_claims(token), force=self.force)
+        rl = self.ctx.settings.rate_limit
+        choice = choose_preset(rl.preset, decode_claims(token), force=self.ctx.force)
         if choice.warning:
             log.warning("run.preset_mismatch", warning=choice.warning, preset=choice.preset)
-        self.stats.rate_limit_preset = choice.preset
+        self.ctx.stats.rate_limit_preset = choice.preset
         burst, average = rl.limits_for(choice.preset)
         self.windows.retune(
             WindowSpec(burst, rl.burst_window_s, average, rl.average_window_s, rl.safety_margin_s)
@@ -150,22 +127,22 @@ class _Run:
     def settle(self, seq: int, outcome: Outcome) -> None:
         """A worker's outcome (a POST). With --fail-fast a failure stops the run at once: rows
         already in flight finish, rows still queued (all later in the input) are not sent."""
-        self.journal.set_outcome(self.run_id, seq, outcome)
+        self.ctx.journal.set_outcome(self.ctx.run_id, seq, outcome)
         self._count(seq, outcome)
-        if outcome.status is RowStatus.FAILED and self.fail_fast:
+        if outcome.status is RowStatus.FAILED and self.ctx.fail_fast:
             self.halt.set()
         self.flush_sends(at_least=SEND_STAMP_BATCH)
 
     def _count(self, seq: int, outcome: Outcome) -> None:
-        self.stats.rows_settled += 1
-        self.progress.settled(seq, outcome)
-        if outcome.status is RowStatus.FAILED and self.fail_fast and self.stats.first_failure is None:
-            self.stats.first_failure = self.journal.location(self.run_id, seq)
+        self.ctx.stats.rows_settled += 1
+        self.ctx.progress.settled(seq, outcome)
+        if outcome.status is RowStatus.FAILED and self.ctx.fail_fast and self.ctx.stats.first_failure is None:
+            self.ctx.stats.first_failure = self.ctx.journal.location(self.ctx.run_id, seq)
 
     def settle_many(self, items: list[tuple[int, Outcome]]) -> None:
         """Outcomes of look-ups (no POST). They do not halt the run: `feed` stops after them."""
         if items:
-            self.journal.set_many_outcomes(self.run_id, items)
+            self.ctx.journal.set_many_outcomes(self.ctx.run_id, items)
             for seq, outcome in items:
                 self._count(seq, outcome)
             self.flush_sends(at_least=SEND_STAMP_BATCH)
@@ -181,7 +158,7 @@ class _Run:
         one by one, and nothing after it is taken. The look-ups of a chunk run ahead of its
         POSTs, so halting right there would leave earlier rows unsent for no reason of theirs."""
         needing_post = 0
-        rows = iter(self.journal.open_rows(self.run_id))
+        rows = iter(self.ctx.journal.open_rows(self.ctx.run_id))
         while not self.halt.is_set():
             chunk = [item for _, item in zip(range(self.chunk_rows), rows, strict=False)]
             if not chunk:
@@ -192,18 +169,18 @@ class _Run:
             settled, works = prepared.settled, prepared.work
             stop_at = (
                 min((seq for seq, o in settled if o.status is RowStatus.FAILED), default=None)
-                if self.fail_fast
+                if self.ctx.fail_fast
                 else None
             )
             if stop_at is not None:
                 settled = [item for item in settled if item[0] <= stop_at]
                 works = [work for work in works if work.seq < stop_at]
             self.settle_many(settled)
-            if self.max_rows is not None:
-                works = works[: max(0, self.max_rows - needing_post)]  # no look-up beyond the cap
+            if self.ctx.max_rows is not None:
+                works = works[: max(0, self.ctx.max_rows - needing_post)]  # no look-up beyond the cap
             missing = (
                 await self.existence.check((w.seq, w.pairing, w.customer_id) for w in works)
-                if self.dry_run
+                if self.ctx.dry_run
                 else {}
             )
             capped = len(works) < len(prepared.work) and stop_at is None
@@ -211,7 +188,7 @@ class _Run:
                 if self.halt.is_set():
                     break
                 needing_post += 1
-                if self.dry_run:
+                if self.ctx.dry_run:
                     # would_create: the customer exists, the entry does not, and the payment
                     # source (or method) the POST would name exists (existence.py).
                     outcome = missing.get(work.seq) or Outcome(
@@ -224,7 +201,7 @@ class _Run:
                 if stop_at is None and not capped:
                     continue
             break  # max_rows reached, halted, or a look-up failed under --fail-fast
-        for _ in range(self.settings.concurrency):
+        for _ in range(self.ctx.settings.concurrency):
             await self.queue.put(_DONE)
 
     # -- workers ----------------------------------------------------------------------------
@@ -260,10 +237,10 @@ class _Run:
         producers = [asyncio.create_task(self.guarded(self.feed()), name="importer-feed")]
         workers = [
             asyncio.create_task(self.guarded(self.work()), name=f"importer-worker-{i}")
-            for i in range(self.settings.concurrency)
+            for i in range(self.ctx.settings.concurrency)
         ]
-        ticker = asyncio.create_task(self.progress.ticker(), name="importer-progress")
-        stop_watch = asyncio.create_task(self.stop.wait(), name="importer-stop")
+        ticker = asyncio.create_task(self.ctx.progress.ticker(), name="importer-progress")
+        stop_watch = asyncio.create_task(self.ctx.stop.wait(), name="importer-stop")
         halt_watch = asyncio.create_task(self.halt.wait(), name="importer-halt")
         try:
             done_all: asyncio.Future[list[None]] = asyncio.gather(*workers)
@@ -274,8 +251,8 @@ class _Run:
                 self.halt.set()
                 for task in producers:
                     task.cancel()
-                grace = 0.0 if self.abort else self.settings.timeouts.shutdown_grace_s
-                _drain(self.queue, self.settings.concurrency)
+                grace = 0.0 if self.abort else self.ctx.settings.timeouts.shutdown_grace_s
+                _drain(self.queue, self.ctx.settings.concurrency)
                 await asyncio.wait(workers, timeout=grace)
             for task in (*producers, *workers):
                 task.cancel()  # a POST cut off here leaves its pairing `sending`: settled next run
@@ -290,7 +267,7 @@ class _Run:
             await self.rechecker.aclose()
             await self.gate.aclose()
             self.flush_sends()
-            self.stats.paused_s = self.gate.paused_s
+            self.ctx.stats.paused_s = self.gate.paused_s
         if self.crash is not None:
             raise self.crash
 
@@ -340,35 +317,33 @@ async def dispatch(
         clock=time.monotonic,
         locate=lambda seq: journal.location(run_id, seq),
     )
-    base = settings.commercelayer.base_url or target
-    own_sender = sender is None
-    http = sender or AiohttpSender(
-        base,
+    http = run_sender(
+        sender,
+        settings.commercelayer.base_url or target,
         concurrency=settings.concurrency,
         request_s=settings.timeouts.request_s,
         connect_s=settings.timeouts.connect_s,
     )
-    async with contextlib.AsyncExitStack() as stack:
-        if own_sender:
-            assert isinstance(http, AiohttpSender)
-            await stack.enter_async_context(http)
-        stack.enter_context(progress)
-        run = _Run(
-            settings,
-            journal,
-            run_id,
-            target,
-            http,
-            dry_run=dry_run,
-            max_rows=max_rows,
-            fail_fast=fail_fast,
-            stop=stop,
-            progress=progress,
-            stats=stats,
-            force=force,
-            recreate_undone=recreate_undone,
-        )
-        await run.run()
+    async with http as sending:
+        with progress:
+            ctx = DispatchContext(
+                settings,
+                journal,
+                run_id,
+                target,
+                stats,
+                clock=asyncio.get_running_loop().time,
+                sleep=asyncio.sleep,
+                progress=progress,
+                stop=stop,
+                dry_run=dry_run,
+                max_rows=max_rows,
+                fail_fast=fail_fast,
+                force=force,
+                recreate_undone=recreate_undone,
+            )
+            run = _Run(ctx, sending)
+            await run.run()
     stats.elapsed_s = time.monotonic() - started
     if run.abort is not None:
         raise RunAborted(run.abort, stats=stats.as_dict())

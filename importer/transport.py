@@ -7,15 +7,16 @@ builds lives only inside `send`. The values it sends and returns, and `classify`
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from importer.wire import JSONAPI, ApiRequest, ApiResponse, TransportFailure
+from importer.wire import JSONAPI, ApiRequest, ApiResponse, Sender, TransportFailure
 
 
 def _parse(raw: bytes) -> Any:
@@ -88,3 +89,18 @@ class AiohttpSender:
             raise TransportFailure("connect", f"{exc.host}:{exc.port}") from None
         except aiohttp.ClientError as exc:
             raise TransportFailure("connection", type(exc).__name__) from None
+
+
+@contextlib.asynccontextmanager
+async def run_sender(
+    sender: Sender | None, base_url: str, *, concurrency: int, request_s: float, connect_s: float
+) -> AsyncIterator[Sender]:
+    """`sender` as given (a benchmark's instrumented one, say), else an `AiohttpSender` the run
+    owns: opened here and closed when the run is over."""
+    if sender is not None:
+        yield sender
+        return
+    async with AiohttpSender(
+        base_url, concurrency=concurrency, request_s=request_s, connect_s=connect_s
+    ) as own:
+        yield own

@@ -14,7 +14,6 @@ checked. Same signature and stats contract as dispatcher.dispatch, so pipeline.p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
@@ -34,6 +33,7 @@ from importer.bulk.stream import FEEDS
 from importer.bulk.submit import Poller, Posted, Refused, Submitter, TooLarge, Unknown, import_body
 from importer.client import Abort, ApiClient
 from importer.config import CACHEABLE_PRESETS, Settings
+from importer.context import DispatchContext
 from importer.errors import RunAborted
 from importer.identity import choose_preset, decode_claims
 from importer.journal import Journal
@@ -44,7 +44,7 @@ from importer.prepare import ChunkPreparer
 from importer.progress import RunProgress
 from importer.retry import Backoff
 from importer.stats import DispatchStats
-from importer.transport import AiohttpSender
+from importer.transport import run_sender
 from importer.wallets import LookupFailed
 from importer.wire import Sender
 
@@ -54,31 +54,33 @@ log = structlog.get_logger("importer")
 
 
 class BulkRun:
-    def __init__(
-        self,
-        settings: Settings,
-        journal: Journal,
-        run_id: str,
-        target: str,
-        sender: Sender,
-        *,
-        max_rows: int | None,
-        fail_fast: bool,
-        stop: asyncio.Event,
-        progress: RunProgress,
-        stats: BulkStats,
-        force: bool = False,
-        recreate_undone: bool = False,
-    ) -> None:
-        self.force = force
-        self.settings, self.journal, self.run_id, self.target = settings, journal, run_id, target
-        self.max_rows, self.fail_fast, self.stop = max_rows, fail_fast, stop
-        self.progress, self.stats = progress, stats
-        self.imp = imp = settings.imports
-        rl, retry = settings.rate_limit, settings.retry
-        loop = asyncio.get_running_loop()
-        clock, self.sleep = loop.time, asyncio.sleep
+    def __init__(self, ctx: DispatchContext[BulkStats], sender: Sender) -> None:
+        self.ctx = ctx
+        self.imp = imp = ctx.settings.imports
+        self.sleep = ctx.sleep
+        retry = ctx.settings.retry
         self.backoff = Backoff(retry.base_delay_s, retry.max_delay_s, retry.max_attempts)
+        self._wire_api(sender)
+        self._wire_polling(sender)
+        self._wire_reads()
+        self.chunk_size = imp.chunk_size
+        self.slots = asyncio.Semaphore(imp.max_in_flight)
+        self.in_flight = 0
+        self.processed: dict[str, int] = {}  # import id → processed + errors, for progress
+        self.tracks: set[asyncio.Task[None]] = set()
+        self.resend: list[ChunkRow] = []
+        self.settled_here: set[int] = set()  # rows settled by resumed imports in this process
+        self.resuming = False
+        self.feed = FEEDS.get(ctx.run_id)
+        self.stream_stop: str | None = None
+        self.halt = asyncio.Event()
+        self.abort: str | None = None
+        self.crash: Exception | None = None
+
+    def _wire_api(self, sender: Sender) -> None:
+        """The writes and reads: the token, the rate windows and their 429 gate, the client."""
+        ctx, settings, rl = self.ctx, self.ctx.settings, self.ctx.settings.rate_limit
+        progress, clock, stats = ctx.progress, ctx.clock, ctx.stats
         self.windows = Windows(
             WindowSpec(
                 rl.burst_limit, rl.burst_window_s, rl.average_limit, rl.average_window_s, rl.safety_margin_s
@@ -98,8 +100,12 @@ class BulkRun:
             pause_s=rl.burst_window_s,
             sleep=self.sleep,
         )
+
+    def _wire_polling(self, sender: Sender) -> None:
         # Polling spends the cacheable-read budget (GET /api/imports is cacheable), through a gate
         # of its own: a 429 while polling pauses polling, not the run's writes and reads.
+        ctx, imp, rl = self.ctx, self.imp, self.ctx.settings.rate_limit
+        clock, stats = ctx.clock, ctx.stats
         cacheable = CACHEABLE_PRESETS[rl.preset or "test"]  # unset: the stricter numbers
         self.poll_windows = Windows(
             WindowSpec(
@@ -123,6 +129,10 @@ class BulkRun:
             pause_s=rl.burst_window_s,
             sleep=self.sleep,
         )
+
+    def _wire_reads(self) -> None:
+        """Submitting and polling imports, reading exports back, and the pre-check's wallets."""
+        ctx, imp, settings = self.ctx, self.imp, self.ctx.settings
         self.submitter = Submitter(
             self.client, self.poll_client, self.backoff, self.sleep, imp.poll_interval_s
         )
@@ -143,28 +153,21 @@ class BulkRun:
             email_batch=settings.lookups.email_batch,
             snapshot_max=imp.precheck_snapshot_max,
         )
-        self.batched = BatchedJournal(journal)
+        self.batched = BatchedJournal(ctx.journal)
         self.preparer = ChunkPreparer(
-            self.batched, run_id, target, self.wallets, stats, dry_run=False, recreate_undone=recreate_undone
+            self.batched,
+            ctx.run_id,
+            ctx.target,
+            self.wallets,
+            ctx.stats,
+            dry_run=False,
+            recreate_undone=ctx.recreate_undone,
         )
-        self.bj = BulkJournal(journal)
-        self.chunk_size = imp.chunk_size
-        self.slots = asyncio.Semaphore(imp.max_in_flight)
-        self.in_flight = 0
-        self.processed: dict[str, int] = {}  # import id → processed + errors, for progress
-        self.tracks: set[asyncio.Task[None]] = set()
-        self.resend: list[ChunkRow] = []
-        self.settled_here: set[int] = set()  # rows settled by resumed imports in this process
-        self.resuming = False
-        self.feed = FEEDS.get(run_id)
-        self.stream_stop: str | None = None
-        self.halt = asyncio.Event()
-        self.abort: str | None = None
-        self.crash: Exception | None = None
+        self.bj = BulkJournal(ctx.journal)
 
     # -- progress -------------------------------------------------------------------------------
     def _poll_paused(self, pause_s: float) -> None:
-        self.stats.poll_pauses += 1
+        self.ctx.stats.poll_pauses += 1
         log.warning("imports.polling_paused", reason="429", pause_s=round(pause_s, 3))
 
     def _poll_resumed(self, paused_s: float) -> None:
@@ -174,38 +177,38 @@ class BulkRun:
         return {
             "imports_in_flight": self.in_flight,
             "rows_processed": sum(self.processed.values()),
-            "rows_reconciled": self.stats.rows_reconciled,
-            "rows_settled": self.stats.rows_settled,
-            "total": self.progress.total,
+            "rows_reconciled": self.ctx.stats.rows_reconciled,
+            "rows_settled": self.ctx.stats.rows_settled,
+            "total": self.ctx.progress.total,
         }
 
     async def ticker(self) -> None:
         """`imports.progress` every progress interval; the bar's note twice a second."""
         last = time.monotonic()
         while True:
-            await asyncio.sleep(min(0.5, self.settings.progress_interval_s))
+            await asyncio.sleep(min(0.5, self.ctx.settings.progress_interval_s))
             now = self.snapshot()
-            self.progress.set_detail(
+            self.ctx.progress.set_detail(
                 f"{now['imports_in_flight']} imports in flight, {now['rows_processed']} processed, "
                 f"{now['rows_reconciled']} reconciled"
             )
-            if time.monotonic() - last >= self.settings.progress_interval_s:
+            if time.monotonic() - last >= self.ctx.settings.progress_interval_s:
                 last = time.monotonic()
                 log.info("imports.progress", **now)
 
     # -- outcomes -------------------------------------------------------------------------------
     def _count(self, seq: int, outcome: Outcome) -> None:
-        self.stats.rows_settled += 1
-        self.progress.settled(seq, outcome)
-        if outcome.status is RowStatus.FAILED and self.fail_fast:
-            if self.stats.first_failure is None:
-                self.stats.first_failure = self.journal.location(self.run_id, seq)
+        self.ctx.stats.rows_settled += 1
+        self.ctx.progress.settled(seq, outcome)
+        if outcome.status is RowStatus.FAILED and self.ctx.fail_fast:
+            if self.ctx.stats.first_failure is None:
+                self.ctx.stats.first_failure = self.ctx.journal.location(self.ctx.run_id, seq)
             self.halt.set()
 
     def settle_rows(self, items: list[tuple[ChunkRow, Outcome]]) -> None:
         if not items:
             return
-        self.bj.settle(self.run_id, self.target, items)
+        self.bj.settle(self.ctx.run_id, self.ctx.target, items)
         for row, outcome in items:
             if self.resuming:
                 self.settled_here.add(row.seq)
@@ -213,7 +216,7 @@ class BulkRun:
 
     def settle_prepared(self, items: list[tuple[int, Outcome]]) -> None:
         if items:
-            self.journal.set_many_outcomes(self.run_id, items)
+            self.ctx.journal.set_many_outcomes(self.ctx.run_id, items)
             for seq, outcome in items:
                 self._count(seq, outcome)
 
@@ -224,7 +227,7 @@ class BulkRun:
 
     def _readback_counts(self) -> None:
         """Read-back requests: the list reader's and the exporter's, less the pre-check's export."""
-        self.stats.readback_requests = (
+        self.ctx.stats.readback_requests = (
             self.lister.requests + self.exporter.requests - self.wallets.export_requests
         )
 
@@ -240,7 +243,7 @@ class BulkRun:
             self.slots.release()
             return
         if self.feed is not None and not self.feed.done.is_set():
-            self.stats.posted_while_reading += 1
+            self.ctx.stats.posted_while_reading += 1
         released = False
 
         def release() -> None:
@@ -252,7 +255,7 @@ class BulkRun:
 
         self.in_flight += 1
         try:
-            reference = self.bj.new_chunk(self.run_id, self.target, rows, attempt)
+            reference = self.bj.new_chunk(self.ctx.run_id, self.ctx.target, rows, attempt)
             body = import_body(
                 reference, [r.input for r in rows], skip_errors=attempt > 0, origin=REFERENCE_ORIGIN
             )
@@ -260,20 +263,26 @@ class BulkRun:
         except BaseException:
             release()
             raise
-        self.stats.lost_answers = self.submitter.lost_answers
+        self.ctx.stats.lost_answers = self.submitter.lost_answers
         if isinstance(result, Posted):
             # The inputs are no longer needed: an import of 10,000 keeps only what reconcile uses.
             for row in rows:
                 row.input = {}
-            self.stats.imports_posted += 1
+            self.ctx.stats.imports_posted += 1
             self.bj.set_posted(reference, result.import_id)
             log.info("imports.posted", reference=reference, import_id=result.import_id, rows=len(rows))
             self._spawn(self.track(reference, result.import_id, rows, attempt, release))
             return
         release()
+        await self._not_posted(reference, rows, attempt, result)
+
+    async def _not_posted(
+        self, reference: str, rows: list[ChunkRow], attempt: int, result: TooLarge | Refused | Unknown
+    ) -> None:
+        """An import that was not accepted: halve a too large one, fail the rows otherwise."""
         if isinstance(result, TooLarge) and len(rows) > 1:
             self.bj.set_state(reference, "split")
-            self.stats.imports_split += 1
+            self.ctx.stats.imports_split += 1
             first, second = halves(rows)
             self.chunk_size = min(self.chunk_size, len(first))
             log.warning(
@@ -313,14 +322,14 @@ class BulkRun:
             release()
             raise
         finally:
-            self.stats.polls = self.poller.polls
-        if not self.fail_fast:
+            self.ctx.stats.polls = self.poller.polls
+        if not self.ctx.fail_fast:
             release()  # the server's slot is free; the read-back does not hold it
         status = attributes.get("status") if attributes else None
         if status == "completed":
-            self.stats.imports_completed += 1
+            self.ctx.stats.imports_completed += 1
         elif status == "interrupted":
-            self.stats.imports_interrupted += 1
+            self.ctx.stats.imports_interrupted += 1
         summary = {
             k: (attributes or {}).get(k) for k in ("status", "inputs_size", "processed_count", "errors_count")
         }
@@ -341,9 +350,9 @@ class BulkRun:
         clean = clean and attributes is not None and not attributes.get("errors_count")
         if self.imp.readback == "none" and clean:
             # Every row of a clean import was created; ids are not read back (the report says so).
-            self.stats.ids_read_back = False
+            self.ctx.stats.ids_read_back = False
             self.settle_rows([(r, Outcome(RowStatus.CREATED, None, r.customer_id, attempts=1)) for r in rows])
-            self.stats.rows_reconciled += len(rows)
+            self.ctx.stats.rows_reconciled += len(rows)
             self.bj.set_state(reference, "reconciled")
             return
         customers = Counter(r.customer_id for r in rows)
@@ -351,7 +360,7 @@ class BulkRun:
             self.imp.readback in ("auto", "none") and len(rows) > self.imp.export_above
         )
         reader: Reader = self.exporter if use_export else self.lister
-        self.stats.readback = "export" if use_export else "list"
+        self.ctx.stats.readback = "export" if use_export else "list"
         try:
             found: list[Found] = await reader.read(dict(customers))
         except LookupFailed as exc:
@@ -363,13 +372,13 @@ class BulkRun:
             return
         finally:
             self._readback_counts()
-            self.stats.exports_created = self.exporter.exports_created
-            self.stats.export_links_expired = self.exporter.links_expired
+            self.ctx.stats.exports_created = self.exporter.exports_created
+            self.ctx.stats.export_links_expired = self.exporter.links_expired
         result = reconcile(reference, rows, found, attributes, may_resend=may_resend)
         self.settle_rows(result.settled)
-        self.stats.rows_reconciled += len(result.settled)
+        self.ctx.stats.rows_reconciled += len(result.settled)
         if result.resend:
-            self.stats.rows_resent += len(result.resend)
+            self.ctx.stats.rows_resent += len(result.resend)
             log.info("imports.rows_to_resend", reference=reference, rows=len(result.resend))
             # Rebuilt from the journal: the inputs were dropped from memory once posted.
             sent = {row.seq: row for row in self.bj.rows_of(reference)}
@@ -380,7 +389,7 @@ class BulkRun:
     async def wait_for_orphans(self) -> None:
         """Imports earlier runs left unfinished: wait for them to end (their rows are gone from
         the journal, their pairings are `sending`), so the pre-check sees what they created."""
-        for record in self.bj.unfinished_elsewhere(self.run_id, self.target):
+        for record in self.bj.unfinished_elsewhere(self.ctx.run_id, self.ctx.target):
             import_id = record.import_id
             if import_id is None:
                 try:
@@ -402,7 +411,7 @@ class BulkRun:
         await self.wait_for_orphans()
         self.resuming = True
         try:
-            for record in self.bj.unfinished(self.run_id):
+            for record in self.bj.unfinished(self.ctx.run_id):
                 if self.halt.is_set():
                     return
                 await self._resume_one(record)
@@ -427,7 +436,7 @@ class BulkRun:
                 log.info("imports.resume_not_found", reference=record.reference, rows=len(rows))
                 return
             self.bj.set_posted(record.reference, import_id)
-        self.stats.imports_resumed += 1
+        self.ctx.stats.imports_resumed += 1
         log.info("imports.resumed", reference=record.reference, import_id=import_id, state=record.state)
         if record.state == "processed":
             attributes = await self.poller.wait(import_id, lambda _: None)
@@ -458,18 +467,20 @@ class BulkRun:
         async def check(items: list[tuple[int, Pairing]]) -> bool:
             nonlocal buffer, taken
             started = time.monotonic()
-            self.batched.preload(self.run_id, self.target, items)
+            self.batched.preload(self.ctx.run_id, self.ctx.target, items)
             try:
                 prepared = await self.preparer.prepare(items)
             finally:
-                self.batched.preload(self.run_id, self.target, [])  # nothing cached between chunks
-            self.stats.precheck_s += time.monotonic() - started
-            self.stats.precheck_requests = self.wallets.requests
+                self.batched.preload(self.ctx.run_id, self.ctx.target, [])  # nothing cached between chunks
+            self.ctx.stats.precheck_s += time.monotonic() - started
+            self.ctx.stats.precheck_requests = self.wallets.requests
             self._readback_counts()
-            self.stats.precheck = "wallet reads" if self.wallets.snapshot_records is None else "one export"
+            self.ctx.stats.precheck = (
+                "wallet reads" if self.wallets.snapshot_records is None else "one export"
+            )
             self.settle_prepared(prepared.settled)
             for work in prepared.work:
-                if self.max_rows is not None and taken >= self.max_rows:
+                if self.ctx.max_rows is not None and taken >= self.ctx.max_rows:
                     return False
                 taken += 1
                 buffer.append(chunk_row(work.seq, work.pairing, work.customer_id, work.key))
@@ -483,7 +494,7 @@ class BulkRun:
             if item[0] in self.settled_here:
                 continue  # settled by a resumed import just now (a failed row waits for the next run)
             batch.append(item)
-            if len(batch) >= self.settings.lookups.wallet_batch:
+            if len(batch) >= self.ctx.settings.lookups.wallet_batch:
                 going = await check(batch)
                 batch = []
                 if not going:
@@ -500,7 +511,7 @@ class BulkRun:
         last = -1
         while not self.halt.is_set():
             reading = self.feed is not None and not self.feed.done.is_set()  # before the read
-            page = self.bj.open_rows_after(self.run_id, last)
+            page = self.bj.open_rows_after(self.ctx.run_id, last)
             for item in page:
                 yield item
             if page:
@@ -508,7 +519,9 @@ class BulkRun:
                 continue
             if not reading:
                 if self.feed is not None:  # the whole input is read now: the real total
-                    self.progress.total = self.stats.rows_settled + self.journal.count_open(self.run_id)
+                    self.ctx.progress.total = self.ctx.stats.rows_settled + self.ctx.journal.count_open(
+                        self.ctx.run_id
+                    )
                 return
             await asyncio.sleep(STREAM_WAIT_S)
 
@@ -519,13 +532,13 @@ class BulkRun:
         if self.feed.error is not None:
             self.stream_stop = "reading the input failed; no further import was posted"
             return True
-        counts = self.journal.count_rows(self.run_id)
+        counts = self.ctx.journal.count_rows(self.ctx.run_id)
         read = sum(counts.values())
         invalid = counts.get(RowStatus.INVALID.value, 0)
-        if read and invalid / read > self.settings.max_invalid_ratio:
+        if read and invalid / read > self.ctx.settings.max_invalid_ratio:
             self.stream_stop = (
                 f"{invalid} of the first {read} rows are invalid, more than max_invalid_ratio "
-                f"{self.settings.max_invalid_ratio:.0%}; no further import was posted"
+                f"{self.ctx.settings.max_invalid_ratio:.0%}; no further import was posted"
             )
             return True
         return False
@@ -559,11 +572,11 @@ class BulkRun:
     def follow_token(self, token: str) -> None:
         """The REST path's rule (dispatcher.follow_token): the token's `test` claim picks the
         preset when none was given; both the REST and the polling windows take its numbers."""
-        rl, imp = self.settings.rate_limit, self.imp
-        choice = choose_preset(rl.preset, decode_claims(token), force=self.force)
+        rl, imp = self.ctx.settings.rate_limit, self.imp
+        choice = choose_preset(rl.preset, decode_claims(token), force=self.ctx.force)
         if choice.warning:
             log.warning("run.preset_mismatch", warning=choice.warning, preset=choice.preset)
-        self.stats.rate_limit_preset = choice.preset
+        self.ctx.stats.rate_limit_preset = choice.preset
         burst, average = rl.limits_for(choice.preset)
         self.windows.retune(
             WindowSpec(burst, rl.burst_window_s, average, rl.average_window_s, rl.safety_margin_s)
@@ -587,9 +600,9 @@ class BulkRun:
             return
         self.follow_token(token)  # may refuse (PresetRefused) before any /api request
         ticker = asyncio.create_task(self.ticker(), name="importer-imports-progress")
-        progress = asyncio.create_task(self.progress.ticker(), name="importer-progress")
+        progress = asyncio.create_task(self.ctx.progress.ticker(), name="importer-progress")
         main = asyncio.create_task(self.guarded(self.main()), name="importer-imports")
-        stop_watch = asyncio.create_task(self.stop.wait())
+        stop_watch = asyncio.create_task(self.ctx.stop.wait())
         halt_watch = asyncio.create_task(self.halt.wait())
         try:
             await asyncio.wait({main, stop_watch, halt_watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -597,7 +610,7 @@ class BulkRun:
                 # Stop: no new import; the running ones get the grace period to finish and be
                 # reconciled. Any left are in the journal: the next run polls them, never re-posts.
                 self.halt.set()
-                grace = 0.0 if self.abort else self.settings.timeouts.shutdown_grace_s
+                grace = 0.0 if self.abort else self.ctx.settings.timeouts.shutdown_grace_s
                 await asyncio.wait({main, *self.tracks}, timeout=grace)
             for task in (main, *self.tracks):
                 task.cancel()
@@ -609,10 +622,10 @@ class BulkRun:
             await self.fetcher.aclose()
             await self.gate.aclose()
             await self.poll_gate.aclose()
-            self.stats.paused_s = self.gate.paused_s
-            self.stats.exports_created = self.exporter.exports_created
-            self.stats.export_links_expired = self.exporter.links_expired
-            self.stats.precheck_requests = self.wallets.requests
+            self.ctx.stats.paused_s = self.gate.paused_s
+            self.ctx.stats.exports_created = self.exporter.exports_created
+            self.ctx.stats.export_links_expired = self.exporter.links_expired
+            self.ctx.stats.precheck_requests = self.wallets.requests
             self._readback_counts()
         log.info("imports.done", **self.snapshot())
         if self.crash is not None:
@@ -647,34 +660,32 @@ async def dispatch_imports(
     progress = RunProgress(
         total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic
     )
-    base = settings.commercelayer.base_url or target
-    own_sender = sender is None
-    http = sender or AiohttpSender(
-        base,
+    http = run_sender(
+        sender,
+        settings.commercelayer.base_url or target,
         concurrency=settings.concurrency + settings.imports.max_in_flight + 1,
         request_s=settings.timeouts.request_s,
         connect_s=settings.timeouts.connect_s,
     )
-    async with contextlib.AsyncExitStack() as stack:
-        if own_sender:
-            assert isinstance(http, AiohttpSender)
-            await stack.enter_async_context(http)
-        stack.enter_context(progress)
-        run = BulkRun(
-            settings,
-            journal,
-            run_id,
-            target,
-            http,
-            max_rows=max_rows,
-            fail_fast=fail_fast,
-            stop=stop,
-            progress=progress,
-            stats=stats,
-            force=force,
-            recreate_undone=recreate_undone,
-        )
-        await run.run()
+    async with http as sending:
+        with progress:
+            ctx = DispatchContext(
+                settings,
+                journal,
+                run_id,
+                target,
+                stats,
+                clock=asyncio.get_running_loop().time,
+                sleep=asyncio.sleep,
+                progress=progress,
+                stop=stop,
+                max_rows=max_rows,
+                fail_fast=fail_fast,
+                force=force,
+                recreate_undone=recreate_undone,
+            )
+            run = BulkRun(ctx, sending)
+            await run.run()
     stats.stream_stop = run.stream_stop
     stats.elapsed_s = time.monotonic() - started
     if run.abort is not None:
