@@ -1,12 +1,15 @@
-"""The backoff schedule: exponential ceilings, full jitter, the cap, Retry-After."""
+"""The backoff schedule (exponential ceilings, full jitter, the cap, Retry-After) and the Retrier
+that token, request and create pause through."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from dataclasses import dataclass
 
 import pytest
 
-from importer.retry import Backoff
+from importer.retry import Backoff, Retrier
 
 
 class Highest:
@@ -57,3 +60,38 @@ def test_invalid_schedules_are_refused() -> None:
         Backoff(0.0, 1.0, 3)
     with pytest.raises(ValueError):
         Backoff(0.5, 1.0, 0)
+
+
+@dataclass
+class Counted:
+    retries: int = 0
+
+
+def test_the_retrier_counts_each_pause_and_waits_the_backoff() -> None:
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    stats = Counted()
+    retrier = Retrier(Backoff(0.5, 4.0, 3, rng=Highest()), sleep, stats)
+
+    async def go() -> None:
+        await retrier.pause(1)
+        await retrier.pause(3)
+        await retrier.pause(1, retry_after_s=7.0)  # the server's Retry-After is a floor
+
+    asyncio.run(go())
+    assert waited == [0.5, 2.0, 7.0]
+    assert stats.retries == 3
+    assert [retrier.may_retry(n) for n in (1, 2, 3)] == [True, True, False]
+
+
+def test_a_retrier_without_stats_waits_without_counting() -> None:
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    asyncio.run(Retrier(Backoff(1.0, 4.0, 3, rng=Highest()), sleep).pause(2))
+    assert waited == [2.0]
