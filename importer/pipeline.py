@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import structlog
@@ -214,13 +214,16 @@ def command_line(opts: RunOptions) -> str:
     return " ".join(parts)
 
 
+RunState = Literal["finished", "interrupted", "aborted"]
+
+
 @dataclass(frozen=True, slots=True)
 class RunEnd:
     """How a run ended, before its rows are counted: `state` is what the journal records
     (finished | interrupted | aborted); `exit_code` is set when the ending, not the rows' statuses,
     decides it; `message` is the closing sentence; `stats` are the dispatch's counters."""
 
-    state: str = "finished"
+    state: RunState = "finished"
     exit_code: int | None = None
     message: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
