@@ -284,6 +284,17 @@ def _drain(queue: asyncio.Queue[Work | None], workers: int) -> None:
             queue.put_nowait(_DONE)
 
 
+def _progress(settings: Settings, journal: Journal, run_id: str, total: int, *, bar: bool) -> RunProgress:
+    """The progress display; a failed row is named by its file and row (journal.location)."""
+    return RunProgress(
+        total,
+        interval_s=settings.progress_interval_s,
+        bar=bar,
+        clock=time.monotonic,
+        locate=lambda seq: journal.location(run_id, seq),
+    )
+
+
 async def dispatch(
     settings: Settings,
     journal: Journal,
@@ -310,13 +321,7 @@ async def dispatch(
     if total == 0:
         return stats  # nothing open: no token, no request
     started = time.monotonic()
-    progress = RunProgress(
-        total,
-        interval_s=settings.progress_interval_s,
-        bar=progress_bar,
-        clock=time.monotonic,
-        locate=lambda seq: journal.location(run_id, seq),
-    )
+    progress = _progress(settings, journal, run_id, total, bar=progress_bar)
     http = run_sender(
         sender,
         settings.commercelayer.base_url or target,
