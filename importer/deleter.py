@@ -33,9 +33,10 @@ from importer.lookups import PAGE_SIZE, metadata_by_id, record_by_id, records_by
 from importer.models import Outcome, Pairing, RowStatus
 from importer.planner import CPS_ITEM, CPS_PATH
 from importer.progress import RunProgress
+from importer.retry import Retrier
 from importer.session import ApiSession, SendStamps, open_session
 from importer.stats import DispatchStats
-from importer.transport import AiohttpSender
+from importer.transport import run_sender
 from importer.undo_plan import NOT_OURS, expected_importer_key, ownership_problem
 from importer.wallets import LookupFailed, WalletReader
 from importer.wire import ApiRequest, Ok, Retriable, RowRejected, Sender
@@ -111,6 +112,7 @@ class _Undo:
         self.reader = WalletReader(
             api.client, wallet_batch=settings.lookups.wallet_batch, email_batch=settings.lookups.email_batch
         )
+        self.retrier = Retrier(api.backoff, asyncio.sleep, stats)  # as create.py: one retry helper
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=2 * settings.concurrency)
         self.halt = asyncio.Event()
         self.abort: str | None = None
@@ -299,8 +301,7 @@ class _Undo:
                     error_detail=f"{verdict.detail} (gave up after {attempts.sent} attempts)",
                     attempts=attempts.sent,
                 )
-            self.stats.retries += 1
-            await asyncio.sleep(self.api.backoff.delay(attempts.counted))
+            await self.retrier.pause(attempts.counted)
 
     # -- supervision (as dispatcher._Run) ---------------------------------------------------
     async def guarded(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -382,22 +383,20 @@ async def undo_dispatch(
     progress = RunProgress(
         total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic
     )
-    http = sender or AiohttpSender(
+    http = run_sender(
+        sender,
         settings.commercelayer.base_url or target,
         concurrency=settings.concurrency,
         request_s=settings.timeouts.request_s,
         connect_s=settings.timeouts.connect_s,
     )
-    async with contextlib.AsyncExitStack() as stack:
-        if sender is None:
-            assert isinstance(http, AiohttpSender)
-            await stack.enter_async_context(http)
+    async with http as sending, contextlib.AsyncExitStack() as stack:
         stack.enter_context(progress)
         # Send stamps go to the undo's own journal (the scratch one for a dry run, like `run`).
         stamps = SendStamps(journal, target, settings)
         api = open_session(
             settings,
-            http,
+            sending,
             stats,
             on_pause=progress.on_pause,
             on_resume=progress.on_resume,
