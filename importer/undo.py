@@ -27,6 +27,7 @@ from importer.journal import Journal
 from importer.models import RowStatus, statuses_for
 from importer.pipeline import (
     CommandResult,
+    RunEnd,
     _now_iso,
     _scratch_journal,
     default_report_dir,
@@ -127,23 +128,21 @@ def _intake(journal: Journal, run_id: str, rows: Iterator[UndoRow]) -> None:
 def _undo(
     settings: Settings, opts: UndoOptions, ledger: Journal, journal: Journal, started: float, started_at: str
 ) -> CommandResult:
+    """The phases of an undo: begin (or resume), confirm, take the candidates in, delete, report."""
     target = settings.commercelayer.base_url or ""
     fingerprint = opts.source.fingerprint
-    run_id = opts.run_id
     resumed = None
     if not opts.dry_run:
         resumed = journal.resumable_run(command="undo", target=target, inputs_fingerprint=fingerprint)
+    run_id = opts.run_id if resumed is None else resumed.run_id
     if resumed is not None:
-        run_id = resumed.run_id
         structlog.contextvars.bind_contextvars(run_id=run_id)
         to_delete = journal.count_open_undo(run_id)
     else:
         to_delete = _count_candidates(_source_rows(ledger, opts.source, target))
     report_dir = opts.report_dir or default_report_dir(run_id)
     ensure_writable_dir(report_dir)
-    asked = opts.confirm is not None and not opts.dry_run and to_delete > 0
-    if asked and opts.confirm is not None and not opts.confirm(to_delete, organization(settings)):
-        raise UsageError("not confirmed; nothing was deleted")
+    _confirm(settings, opts, to_delete)
     log.info(
         "undo.start",
         undo_of=opts.source.describe(),
@@ -159,13 +158,26 @@ def _undo(
         journal.start_run(run_id, command="undo", target=target, inputs_fingerprint=fingerprint)
         _intake(journal, run_id, _source_rows(ledger, opts.source, target))
         journal.mark_intake_done(run_id)
+    end = _delete(settings, opts, ledger, journal, run_id, target)
+    return _undo_report(settings, opts, journal, run_id, report_dir, end, started, started_at)
 
+
+def _confirm(settings: Settings, opts: UndoOptions, to_delete: int) -> None:
+    """Ask before deleting anything (not for a dry run, nor when there is nothing to delete)."""
+    asked = opts.confirm is not None and not opts.dry_run and to_delete > 0
+    if asked and opts.confirm is not None and not opts.confirm(to_delete, organization(settings)):
+        raise UsageError("not confirmed; nothing was deleted")
+
+
+def _delete(
+    settings: Settings, opts: UndoOptions, ledger: Journal, journal: Journal, run_id: str, target: str
+) -> RunEnd:
+    """Settle from the journal what it already knows, then send the DELETEs (deleter.py)."""
     from importer.deleter import settle_from_journal, undo_dispatch  # the network side
 
     open_rows = settle_from_journal(journal, ledger, run_id, target)
-
     stop = asyncio.Event()
-    state, message, stats, exit_code = "finished", None, {}, None
+    end = RunEnd()
     try:
         result = asyncio.run(
             _with_signals(
@@ -183,17 +195,29 @@ def _undo(
                 ),
             )
         )
-        stats = result.as_dict()
+        end = RunEnd(stats=result.as_dict())
         if stop.is_set():
-            exit_code, state = EXIT_INTERRUPTED, "interrupted"
             message = (
                 "interrupted: in-flight deletes finished, the rest are not_attempted; run again to resume"
             )
+            end = RunEnd("interrupted", EXIT_INTERRUPTED, message, end.stats)
     except RunAborted as exc:
-        exit_code, state, message = EXIT_ABORTED, "aborted", str(exc)
-        stats = dict(exc.stats)
-    journal.mark_unsettled(run_id, RowStatus.NOT_ATTEMPTED, f"not deleted: undo {state}")
+        end = RunEnd("aborted", EXIT_ABORTED, str(exc), dict(exc.stats))
+    journal.mark_unsettled(run_id, RowStatus.NOT_ATTEMPTED, f"not deleted: undo {end.state}")
+    return end
 
+
+def _undo_report(
+    settings: Settings,
+    opts: UndoOptions,
+    journal: Journal,
+    run_id: str,
+    report_dir: Path,
+    end: RunEnd,
+    started: float,
+    started_at: str,
+) -> CommandResult:
+    """Write the undo's reports, record how it ended, and choose the exit code."""
     counts = journal.count_rows(run_id)
     summary: dict[str, Any] = {
         "run_id": run_id,
@@ -209,17 +233,16 @@ def _undo(
         "counts": {s.value: counts.get(s.value, 0) for s in statuses_for("undo")},
         "config_fingerprint": settings.fingerprint(),
         "rate_limit_preset": settings.rate_limit.preset,
-        "run_state": state,
-        **({"message": message} if message else {}),
-        **stats,
+        "run_state": end.state,
+        **({"message": end.message} if end.message else {}),
+        **end.stats,
     }
     problems = write_reports(journal, run_id, report_dir, settings.report.formats, summary)
     if not opts.dry_run:
-        journal.finish_run(run_id, state, summary)
-    if exit_code is None:
-        exit_code = exit_code_for(counts)
+        journal.finish_run(run_id, end.state, summary)
+    exit_code = end.exit_code if end.exit_code is not None else exit_code_for(counts)
     log.info("undo.finish", exit_code=exit_code, counts=summary["counts"], report_dir=str(report_dir))
-    return CommandResult(exit_code, summary, report_dir, message, problems)
+    return CommandResult(exit_code, summary, report_dir, end.message, problems)
 
 
 async def _with_signals(stop: asyncio.Event, work: Any) -> Any:
