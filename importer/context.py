@@ -10,10 +10,10 @@ threading the same arguments one by one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from importer.clock import Clock, Sleep
 from importer.config import Settings
 from importer.journal import Journal
 from importer.progress import RunProgress
@@ -29,8 +29,8 @@ class DispatchContext(Generic[S]):
     run_id: str
     target: str  # the API (commercelayer.base_url) the journal keys pairings by
     stats: S
-    clock: Callable[[], float]  # monotonic seconds
-    sleep: Callable[[float], Awaitable[None]]
+    clock: Clock  # monotonic seconds
+    sleep: Sleep
     progress: RunProgress
     stop: asyncio.Event  # set by SIGINT/SIGTERM: finish in-flight requests, take no new rows
     dry_run: bool = False

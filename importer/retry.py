@@ -8,9 +8,10 @@ is injected so tests can pin the draws.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from importer.clock import Sleep
 
 
 class Rng(Protocol):
@@ -72,7 +73,7 @@ class Retrier:
     lost answers on their own)."""
 
     backoff: Backoff
-    sleep: Callable[[float], Awaitable[None]]
+    sleep: Sleep
     stats: RetryCount | None = None
 
     def may_retry(self, attempts_made: int) -> bool:
