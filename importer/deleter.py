@@ -34,7 +34,7 @@ from importer.models import Outcome, Pairing, RowStatus
 from importer.planner import CPS_ITEM, CPS_PATH
 from importer.progress import RunProgress
 from importer.retry import Retrier
-from importer.session import ApiSession, SendStamps, open_session
+from importer.session import SEND_STAMP_BATCH, ApiSession, SendStamps, open_session
 from importer.stats import DispatchStats
 from importer.transport import run_sender
 from importer.undo_plan import NOT_OURS, expected_importer_key, ownership_problem
@@ -42,7 +42,6 @@ from importer.wallets import LookupFailed, WalletReader
 from importer.wire import ApiRequest, Ok, Retriable, RowRejected, Sender
 
 _DONE = None
-SEND_STAMP_BATCH = 20  # send stamps written to the journal per transaction (as dispatcher.py)
 
 
 class _Item:

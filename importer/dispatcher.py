@@ -38,7 +38,7 @@ from importer.limits import WindowSpec
 from importer.models import Outcome, RowStatus
 from importer.prepare import ChunkPreparer, Work
 from importer.progress import RunProgress
-from importer.session import SendStamps, open_session
+from importer.session import SEND_STAMP_BATCH, SendStamps, open_session
 from importer.stats import DispatchStats
 from importer.transport import run_sender
 from importer.update import Updater
@@ -47,7 +47,6 @@ from importer.wire import Sender
 
 _DONE = None  # end-of-stream marker in the queues
 log = structlog.get_logger("importer")
-SEND_STAMP_BATCH = 20  # send stamps written to the journal per transaction
 
 
 class _Run:

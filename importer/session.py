@@ -72,6 +72,9 @@ def open_session(
     return ApiSession(backoff, windows, gate, tokens, client)
 
 
+SEND_STAMP_BATCH = 20  # send stamps written to the journal per transaction
+
+
 @dataclass(slots=True)
 class SendStamps:
     """Every /api send, written to the journal, so the next process on it (a rerun, an undo)

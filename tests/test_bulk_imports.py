@@ -358,3 +358,25 @@ def test_fail_fast_posts_no_import_after_the_one_with_the_first_failure(tmp_path
         assert result.summary["fail_fast_stopped_at"]["row"] == 4
         stopped = [r for r in results(tmp_path / "r") if r["status"] == "not_attempted"]
         assert all("--fail-fast stopped the run" in r["error_detail"] for r in stopped)
+
+
+def test_an_imports_run_leaves_send_stamps_for_the_next_process(tmp_path: Path) -> None:
+    """A rerun or an undo right after an imports run starts with the server's windows as that run
+    left them (docs/rate-limits.md), as after a REST run: every write and uncacheable read is
+    stamped in the journal; polls spend the cacheable budget and are not."""
+    write_id_pairs(tmp_path / "in.csv", 120)
+    with sandbox_thread(customers=customers_for(120)) as sb:
+        settings = bulk_settings(sb, tmp_path)
+        run = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r1")
+        assert run.exit_code == 0
+        api = [e for e in sb.requests_log() if e["path"].startswith("/api")]
+    journal = Journal.open(settings.journal.path)
+    try:
+        stamps = Counter(endpoint for endpoint, _ in journal.recent_send_stamps(sb.base_url, 0.0))
+    finally:
+        journal.close()
+    posted = sum(1 for e in api if e["method"] == "POST" and e["path"] == "/api/imports")
+    polls = sum(1 for e in api if e["method"] == "GET" and e["path"].startswith("/api/imports/"))
+    assert posted == 2 and polls > 0
+    assert stamps["POST /api/imports"] == posted
+    assert not [endpoint for endpoint in stamps if endpoint.startswith("GET /api/imports")]

@@ -43,6 +43,7 @@ from importer.pacing import Pacer, PauseGate
 from importer.prepare import ChunkPreparer
 from importer.progress import RunProgress
 from importer.retry import Backoff
+from importer.session import SEND_STAMP_BATCH, SendStamps
 from importer.stats import DispatchStats
 from importer.transport import run_sender
 from importer.wallets import LookupFailed
@@ -90,6 +91,9 @@ class BulkRun:
         self.tokens = TokenProvider(
             sender, settings, stats, clock=clock, sleep=self.sleep, backoff=self.backoff
         )
+        # Writes and uncacheable reads leave stamps for the next process on this journal (a
+        # rerun, an undo), as REST does; polls spend the cacheable budget and are not stamped.
+        self.stamps = SendStamps(ctx.journal, ctx.target, settings)
         self.client = ApiClient(
             sender,
             self.tokens,
@@ -99,6 +103,7 @@ class BulkRun:
             slots=settings.concurrency,
             pause_s=rl.burst_window_s,
             sleep=self.sleep,
+            on_send=self.stamps.note,
         )
 
     def _wire_polling(self, sender: Sender) -> None:
@@ -209,6 +214,7 @@ class BulkRun:
         if not items:
             return
         self.bj.settle(self.ctx.run_id, self.ctx.target, items)
+        self.stamps.flush(at_least=SEND_STAMP_BATCH)
         for row, outcome in items:
             if self.resuming:
                 self.settled_here.add(row.seq)
@@ -599,6 +605,7 @@ class BulkRun:
             self.abort = str(exc)
             return
         self.follow_token(token)  # may refuse (PresetRefused) before any /api request
+        self.stamps.seed(self.windows)
         ticker = asyncio.create_task(self.ticker(), name="importer-imports-progress")
         progress = asyncio.create_task(self.ctx.progress.ticker(), name="importer-progress")
         main = asyncio.create_task(self.guarded(self.main()), name="importer-imports")
@@ -622,6 +629,7 @@ class BulkRun:
             await self.fetcher.aclose()
             await self.gate.aclose()
             await self.poll_gate.aclose()
+            self.stamps.flush()
             self.ctx.stats.paused_s = self.gate.paused_s
             self.ctx.stats.exports_created = self.exporter.exports_created
             self.ctx.stats.export_links_expired = self.exporter.links_expired
