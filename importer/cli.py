@@ -81,11 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"importer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
+    _common(sub.add_parser("validate", help="check input files offline and write the report"))
+    _run_flags(sub.add_parser("run", help="create the pairings over the API"))
+    d = sub.add_parser("demo", help="start the sandbox in-process and import samples/ into it")
+    d.add_argument("inputs", nargs="*", metavar="INPUT", help="default: samples/")
+    d.add_argument("--report-dir", metavar="DIR")
+    _logging_flags(d)
+    sub.add_parser(
+        "sandbox",
+        help="run the local Commerce Layer sandbox API",
+        arguments="importer.sandbox.cli:add_arguments",
+    )
+    _undo_flags(sub.add_parser("undo", help="delete the wallet entries a run created"))
+    rep = sub.add_parser("report", help="rebuild a run's report from the journal")
+    rep.add_argument("--journal", metavar="PATH", help="journal file (default: journal.path from the config)")
+    rep.add_argument("--run-id", metavar="ID", help="default: the newest run in the journal")
+    rep.add_argument("-c", "--config", metavar="FILE")
+    rep.add_argument("--report-dir", metavar="DIR", help="default reports/<run-id>/")
+    _logging_flags(rep)
+    return parser
 
-    v = sub.add_parser("validate", help="check input files offline and write the report")
-    _common(v)
 
-    r = sub.add_parser("run", help="create the pairings over the API")
+def _run_flags(r: argparse.ArgumentParser) -> None:
     _common(r)
     r.add_argument("--dry-run", action="store_true", help="validate and look up, create nothing")
     r.add_argument(
@@ -108,12 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="imports strategy: do not read back the ids of imports that completed without errors",
     )
-    r.add_argument(
-        "--wait",
-        type=float,
-        metavar="SECONDS",
-        help="if another run holds the journal, wait up to this long for it (journal.wait_s)",
-    )
+    _wait_flag(r)
     r.add_argument(
         "--on-existing",
         choices=["skip", "update"],
@@ -125,18 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="create again the pairings `importer undo` deleted (default: skipped, and said so)",
     )
 
-    d = sub.add_parser("demo", help="start the sandbox in-process and import samples/ into it")
-    d.add_argument("inputs", nargs="*", metavar="INPUT", help="default: samples/")
-    d.add_argument("--report-dir", metavar="DIR")
-    _logging_flags(d)
 
-    sub.add_parser(
-        "sandbox",
-        help="run the local Commerce Layer sandbox API",
-        arguments="importer.sandbox.cli:add_arguments",
-    )
-
-    u = sub.add_parser("undo", help="delete the wallet entries a run created")
+def _undo_flags(u: argparse.ArgumentParser) -> None:
     u.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to undo, from the journal")
     u.add_argument(
         "--results", metavar="PATH", help="undo the run reported in this results.csv (no journal needed)"
@@ -152,21 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)"
     )
     u.add_argument("--env", choices=["test", "live"], help="rate-limit preset (overrides rate_limit.preset)")
-    u.add_argument(
+    _wait_flag(u)
+    _logging_flags(u)
+
+
+def _wait_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--wait",
         type=float,
         metavar="SECONDS",
         help="if another run holds the journal, wait up to this long for it (journal.wait_s)",
     )
-    _logging_flags(u)
-
-    rep = sub.add_parser("report", help="rebuild a run's report from the journal")
-    rep.add_argument("--journal", metavar="PATH", help="journal file (default: journal.path from the config)")
-    rep.add_argument("--run-id", metavar="ID", help="default: the newest run in the journal")
-    rep.add_argument("-c", "--config", metavar="FILE")
-    rep.add_argument("--report-dir", metavar="DIR", help="default reports/<run-id>/")
-    _logging_flags(rep)
-    return parser
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
