@@ -22,6 +22,7 @@ import structlog
 
 from importer import __version__
 from importer.config import Settings
+from importer.credentials import require_credentials
 from importer.errors import EXIT_ABORTED, EXIT_INTERRUPTED, PreflightError, RunAborted, UsageError
 from importer.journal import Journal
 from importer.models import RowStatus, statuses_for
@@ -33,7 +34,6 @@ from importer.pipeline import (
     default_report_dir,
     ensure_writable_dir,
     exit_code_for,
-    require_credentials,
 )
 from importer.report import write_reports
 from importer.runlock import journal_lock

@@ -29,9 +29,9 @@ from e2e_helpers import (
 from test_runlock import error_messages
 
 from importer.config import load_settings
+from importer.credentials import settings_for_token
 from importer.errors import EXIT_USAGE, ConfigError
 from importer.identity import PresetRefused, TokenClaims, choose_preset, core_api_base_url, decode_claims
-from importer.pipeline import settings_for_token
 from importer.sandbox.store import jwt_shaped
 from importer.sandbox.testing import SandboxThread, fast_settings
 
