@@ -36,6 +36,10 @@ class IntakeCounts:
         return self.invalid / self.rows_total if self.rows_total else 0.0
 
 
+# json.dumps builds a new encoder on every call made with options; one is enough.
+_encode_raw = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def intake(
     rows: Iterable[SourceRow],
     journal: Journal,
@@ -45,53 +49,59 @@ def intake(
     batch_size: int = 2000,
 ) -> IntakeCounts:
     counts = IntakeCounts()
-    batch: list[tuple[object, ...]] = []
-    # First occurrence of each key within the batch not yet written; earlier batches are
-    # found through the journal's index.
-    pending_keys: dict[str, str] = {}
+    # Rows read and checked but not yet written: (row, raw_json, the good row's key and
+    # pairing JSON, or the bad row's problems). Each batch is settled at once, so the
+    # journal is asked about earlier batches' keys in one query, not one per row.
+    checked: list[tuple[SourceRow, str, str | None, str | None, list[str] | None]] = []
+    verbose = row_events()  # -v: one event per row; checked once, this loop is hot
 
     def flush() -> None:
-        journal.add_rows(run_id, batch)
-        batch.clear()
-        pending_keys.clear()
-
-    verbose = row_events()  # -v: one event per row; checked once, this loop is hot
-    for row in rows:
-        seq = counts.rows_total
-        counts.rows_total += 1
-        checked = validate_row(row, defaults)
-        key: str | None = None
-        pairing_json: str | None = None
-        if isinstance(checked, list):
-            counts.invalid += 1
-            status, code, detail = RowStatus.INVALID.value, "INVALID_ROW", "; ".join(checked)
-        else:
-            key, pairing_json = checked.key(), checked.to_json()
-            first = pending_keys.get(key)
-            if first is None:
-                hit = journal.first_with_key(run_id, key)
-                first = row_where(*hit) if hit else None
-            if first is not None:
-                counts.duplicate_in_file += 1
-                status, code = RowStatus.DUPLICATE_IN_FILE.value, "DUPLICATE_IN_FILE"
-                detail = f"same pairing as {first}"
+        batch: list[tuple[object, ...]] = []
+        # First occurrence of each key within this batch; earlier batches are found through
+        # the journal's index.
+        pending_keys: dict[str, str] = {}
+        earlier = journal.first_with_keys(run_id, (k for _, _, k, _, _ in checked if k is not None))
+        for row, raw_json, key, pairing_json, problems in checked:
+            seq = counts.rows_total
+            counts.rows_total += 1
+            if key is None:
+                counts.invalid += 1
+                status, code, detail = RowStatus.INVALID.value, "INVALID_ROW", "; ".join(problems or ())
             else:
-                counts.valid += 1
-                pending_keys[key] = row_where(row.source_file, row.sheet, row.row_number)
-                status, code, detail = "pending", None, None
-        if verbose:
-            log.info(
-                f"row.{'valid' if status == 'pending' else status}",
-                file=row.source_file,
-                sheet=row.sheet,
-                row=row.row_number,
-                detail=detail,
-            )
-        raw_json = json.dumps(input_values(row), ensure_ascii=False)
-        batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key, pairing_json,
-                      status, code, detail))  # fmt: skip
-        if len(batch) >= batch_size:
+                first = pending_keys.get(key)
+                if first is None:
+                    hit = earlier.get(key)
+                    first = row_where(*hit) if hit else None
+                if first is not None:
+                    counts.duplicate_in_file += 1
+                    status, code = RowStatus.DUPLICATE_IN_FILE.value, "DUPLICATE_IN_FILE"
+                    detail = f"same pairing as {first}"
+                else:
+                    counts.valid += 1
+                    pending_keys[key] = row_where(row.source_file, row.sheet, row.row_number)
+                    status, code, detail = "pending", None, None
+            if verbose:
+                log.info(
+                    f"row.{'valid' if status == 'pending' else status}",
+                    file=row.source_file,
+                    sheet=row.sheet,
+                    row=row.row_number,
+                    detail=detail,
+                )
+            batch.append((seq, row.source_file, row.sheet, row.row_number, raw_json, key, pairing_json,
+                          status, code, detail))  # fmt: skip
+        journal.add_rows(run_id, batch)
+        checked.clear()
+
+    for row in rows:
+        result = validate_row(row, defaults)
+        raw_json = _encode_raw(input_values(row))
+        if isinstance(result, list):
+            checked.append((row, raw_json, None, None, result))
+        else:
+            checked.append((row, raw_json, result.key(), result.to_json(), None))
+        if len(checked) >= batch_size:
             flush()
-    if batch:
+    if checked:
         flush()
     return counts

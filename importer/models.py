@@ -189,7 +189,7 @@ class Pairing:
 
     def to_json(self) -> str:
         extra = {"payment_source_type_given": self.payment_source_type_given}
-        return json.dumps(
+        return _PAIRING_ENCODER.encode(
             {
                 **(extra if self.payment_source_type_given else {}),
                 "customer_id": self.customer_id,
@@ -202,15 +202,17 @@ class Pairing:
                 "reference": self.reference,
                 "reference_origin": self.reference_origin,
                 "metadata": self.metadata,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
+            }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Pairing:
         data = json.loads(text)
         return cls(**data)
+
+
+# json.dumps builds a new encoder on every call made with options; one per process is enough.
+_PAIRING_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def pairing_digest(key: str) -> str:

@@ -140,9 +140,15 @@ class _Check:
             target: strip_invisible(value) if target in _KEY_FIELDS else value
             for target, value in row.fields.items()
         }
-        self.names = _column_names(row)
+        self._names: Mapping[str, str] | None = None  # found only when a message needs it
         self.problems: list[str] = list(row.cell_errors)
         self.type_given: str | None = None
+
+    @property
+    def names(self) -> Mapping[str, str]:
+        if self._names is None:
+            self._names = _column_names(self.row)
+        return self._names
 
     def name(self, target: str) -> str:
         return repr(self.names.get(target, target))
@@ -288,6 +294,10 @@ def _check_source(check: _Check) -> dict[str, str | None]:
     return source
 
 
+# json.dumps builds a new encoder on every call made with options; one is enough.
+_encode_metadata = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _check_lengths(check: _Check, metadata: Mapping[str, object]) -> None:
     for target in ("reference", "reference_origin"):
         value = check.get(target)
@@ -296,7 +306,7 @@ def _check_lengths(check: _Check, metadata: Mapping[str, object]) -> None:
                 f"column {check.name(target)}: the value is {len(value):,} characters long; at most "
                 f"{MAX_TEXT_LENGTH:,} are sent — check the cell holds only the {target.replace('_', ' ')}"
             )
-    size = len(json.dumps(metadata, ensure_ascii=False))
+    size = len(_encode_metadata(metadata)) if metadata else 2  # "{}": most rows carry none
     if size > MAX_TEXT_LENGTH:
         check.add(
             f"metadata: {size:,} characters once written as JSON; at most {MAX_TEXT_LENGTH:,} are sent — "

@@ -253,6 +253,26 @@ def test_first_with_key_ignores_invalid_and_duplicates(journal: Journal) -> None
     assert journal.first_with_key(RUN, "missing") is None
 
 
+def test_first_with_keys_answers_many_keys_in_one_call(journal: Journal) -> None:
+    # More keys than one statement takes (500), each written twice: the first row wins, and a
+    # key never written is absent.
+    pairs = [pairing(i) for i in range(1200)]
+    rows = [
+        (i, "a.csv", "", i + 2, "{}", p.key(), p.to_json(), "pending", None, None)
+        for i, p in enumerate(pairs)
+    ]
+    again = [
+        (1200 + i, "b.csv", "", i + 2, "{}", p.key(), p.to_json(), "pending", None, None)
+        for i, p in enumerate(pairs)
+    ]
+    journal.add_rows(RUN, rows + again)
+    found = journal.first_with_keys(RUN, [*(p.key() for p in pairs), "missing"])
+    assert len(found) == 1200
+    assert found[pairs[0].key()] == ("a.csv", "", 2)
+    assert found[pairs[1199].key()] == ("a.csv", "", 1201)
+    assert "missing" not in found
+
+
 def test_partial_intake_is_abandoned_with_its_rows(journal: Journal) -> None:
     """A run killed mid-intake sent nothing; its partial rows are dropped, the next run starts afresh."""
     journal.add_rows(RUN, [(99, "a.csv", "", 100, "{}", "k99", None, "pending", None, None)])
