@@ -250,16 +250,16 @@ def _write_results(
                     )
                 if is_failure(record):
                     where = (record.source_file, record.sheet, record.row_number)
-                    values = record.raw.values()
-                    problems.add(record.status.value, record.error_code, record.error_detail, where, values)
-                    for name in record.raw:
+                    raw = record.raw  # decoded once here, only for failing rows
+                    problems.add(
+                        record.status.value, record.error_code, record.error_detail, where, raw.values()
+                    )
+                    for name in raw:
                         # A re-fed report's own columns are written afresh, not copied.
                         if name not in names and not is_report_column(name):
                             names[name] = None
                     spool.write(
-                        json.dumps(
-                            [*where, record.raw, record.error_code, record.error_detail], ensure_ascii=False
-                        )
+                        json.dumps([*where, raw, record.error_code, record.error_detail], ensure_ascii=False)
                         + "\n"
                     )
     finally:

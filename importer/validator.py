@@ -83,6 +83,7 @@ def _source_type_spellings() -> dict[str, str]:
 _SOURCE_TYPES = MappingProxyType(_source_type_spellings())
 
 
+@lru_cache(maxsize=1024)  # a file spells its types a handful of ways, on every row
 def normalize_source_type(text: str) -> str | None:
     """The API type for how a person wrote it ("Stripe payment", "wire-transfers"); None if unknown."""
     return _SOURCE_TYPES.get(_SQUASH.sub("", text.casefold()))
