@@ -627,10 +627,5 @@ class Journal:
         def __exit__(self, exc_type: object, *_: object) -> None:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
-    def transaction(self) -> Journal._Tx:
-        """One commit for several writes (`with journal.transaction(): ...`). Not nestable, and
-        only around code that does not await: the connection is shared by the run's tasks."""
-        return Journal._Tx(self._conn)
-
     def _tx(self) -> Journal._Tx:
         return Journal._Tx(self._conn)

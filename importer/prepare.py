@@ -223,22 +223,6 @@ class ChunkPreparer:
         out = Prepared()
         email_error = await self._resolve_emails(rows)
         pending: list[tuple[Work, PairingState | None]] = []
-        with self._journal.transaction():  # the chunk's resolved keys in one commit, not one a row
-            self._settle_known(rows, email_error, out, pending)
-        if pending:
-            await self._check_wallets(pending, out)
-        out.settled.sort(key=lambda item: item[0])
-        return out
-
-    def _settle_known(
-        self,
-        rows: list[tuple[int, Pairing]],
-        email_error: LookupFailed | None,
-        out: Prepared,
-        pending: list[tuple[Work, PairingState | None]],
-    ) -> None:
-        """Rows the journal already settles (or that repeat an earlier row); the rest go to
-        `pending` for the wallet check. No await in here: it runs inside one transaction."""
         for seq, pairing in rows:
             customer_id = self._customer(pairing, email_error)
             if isinstance(customer_id, Outcome):
@@ -268,6 +252,10 @@ class ChunkPreparer:
                 out.settled.append((seq, known))
                 continue
             pending.append((Work(seq, pairing, customer_id, key), state))
+        if pending:
+            await self._check_wallets(pending, out)
+        out.settled.sort(key=lambda item: item[0])
+        return out
 
     async def _check_wallets(self, pending: list[tuple[Work, PairingState | None]], out: Prepared) -> None:
         customers = sorted({work.customer_id for work, _ in pending})

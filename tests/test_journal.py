@@ -253,26 +253,6 @@ def test_first_with_key_ignores_invalid_and_duplicates(journal: Journal) -> None
     assert journal.first_with_key(RUN, "missing") is None
 
 
-def test_a_transaction_commits_its_writes_together_or_not_at_all(journal: Journal) -> None:
-    p = pairing(1)
-    journal.add_rows(
-        RUN, [(i, "a.csv", "", i + 2, "{}", p.key(), p.to_json(), "pending", None, None) for i in (0, 1)]
-    )
-    with journal.transaction():
-        journal.set_resolved_key(RUN, 0, "id:AAAAAAAAAA|stripe_payments:BBBBBBBBBB")
-        journal.set_resolved_key(RUN, 1, "id:AAAAAAAAAA|stripe_payments:CCCCCCCCCC")
-    with pytest.raises(RuntimeError), journal.transaction():
-        journal.set_resolved_key(RUN, 0, "id:ZZZZZZZZZZ|stripe_payments:BBBBBBBBBB")
-        raise RuntimeError("stopped mid-chunk")
-    keys = journal._conn.execute(
-        "SELECT resolved_key FROM rows WHERE run_id=? ORDER BY seq", (RUN,)
-    ).fetchall()
-    assert keys == [
-        ("id:AAAAAAAAAA|stripe_payments:BBBBBBBBBB",),
-        ("id:AAAAAAAAAA|stripe_payments:CCCCCCCCCC",),
-    ]
-
-
 def test_first_with_keys_answers_many_keys_in_one_call(journal: Journal) -> None:
     # More keys than one statement takes (500), each written twice: the first row wins, and a
     # key never written is absent.
