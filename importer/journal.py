@@ -157,16 +157,17 @@ class RowRecord:
         """One results.csv line. A valid row shows its parsed values (the type as the API
         spells it, the e-mail in lower case); an invalid one the values as they were typed."""
         if self.pairing_json:
-            # The pairing's fields straight from its JSON (`Pairing.to_json` writes every one):
-            # building the frozen dataclass for each row of a million was half the report's time.
+            # The pairing's fields straight from its JSON: building the frozen dataclass for each
+            # row of a million was half the report's time. A missing key is None, as the
+            # dataclass's default would make it (journals written by older versions).
             p = json.loads(self.pairing_json)
             given: dict[str, Any] = {
-                "customer_id": self.customer_id or p["customer_id"],
-                "customer_email": p["customer_email"],
-                "payment_source_type": p["payment_source_type"],
-                "payment_source_id": p["payment_source_id"],
-                "payment_source_token": p["payment_source_token"],
-                "reference": p["reference"],
+                "customer_id": self.customer_id or p.get("customer_id"),
+                "customer_email": p.get("customer_email"),
+                "payment_source_type": p.get("payment_source_type"),
+                "payment_source_id": p.get("payment_source_id"),
+                "payment_source_token": p.get("payment_source_token"),
+                "reference": p.get("reference"),
             }
         else:
             raw = self.raw

@@ -253,6 +253,28 @@ def test_first_with_key_ignores_invalid_and_duplicates(journal: Journal) -> None
     assert journal.first_with_key(RUN, "missing") is None
 
 
+def test_a_report_line_reads_a_pairing_stored_without_its_optional_keys(journal: Journal) -> None:
+    # As a journal written before a field existed would hold it: the line shows None there,
+    # as the dataclass's default would.
+    stored = '{"customer_email":null,"customer_id":"CUST000001","payment_source_id":"SRC0000001",'
+    stored += '"payment_source_type":"stripe_payments"}'
+    journal.add_rows(RUN, [(0, "a.csv", "", 2, "{}", "k", stored, "pending", None, None)])
+    (record,) = journal.iter_rows(RUN)
+    line = record.report_line()
+    assert (
+        line["customer_id"],
+        line["payment_source_id"],
+        line["payment_source_token"],
+        line["reference"],
+    ) == (
+        "CUST000001",
+        "SRC0000001",
+        None,
+        None,
+    )
+    assert record.pairing is not None and record.pairing.payment_source_token is None
+
+
 def test_first_with_keys_answers_many_keys_in_one_call(journal: Journal) -> None:
     # More keys than one statement takes (500), each written twice: the first row wins, and a
     # key never written is absent.
