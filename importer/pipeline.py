@@ -34,6 +34,7 @@ from importer.errors import (
 from importer.intake import IntakeCounts, intake
 from importer.journal import Journal, RunInfo
 from importer.loader import Loader
+from importer.loader.formats import sha256_file
 from importer.models import SUCCESS_STATUSES, RowStatus, row_where, statuses_for
 from importer.problems import ProblemTally
 from importer.report import write_reports
@@ -97,16 +98,8 @@ def inputs_fingerprint(loader: Loader, sheets: Sequence[str] | None = None) -> s
         h.update(f"header_row={loader.header_row}".encode())
     for path in loader.files():
         h.update(path.encode())
-        h.update(_sha256_file(path).encode())
+        h.update(sha256_file(path).encode())
     return h.hexdigest()[:24]
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager

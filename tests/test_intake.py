@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers_files import source_row
 
 from importer.intake import IntakeCounts, intake
 from importer.journal import Journal
+from importer.loader import Loader
 from importer.models import RowStatus
 from importer.validator import Defaults
 
@@ -155,3 +157,36 @@ def test_batches_are_flushed(journal: Journal) -> None:
     counts = intake((source_row(i) for i in range(7)), journal, RUN, Defaults(), batch_size=3)
     assert counts.rows_total == 7
     assert [r.seq for r in journal.iter_rows(RUN)] == list(range(7))
+
+
+def test_each_input_is_hashed_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resume fingerprint and the report's sha256 are one digest of the file, taken once;
+    a changed file is hashed again."""
+    import hashlib
+
+    from importer.loader import formats
+    from importer.pipeline import inputs_fingerprint
+
+    path = tmp_path / "in.csv"
+    path.write_text(
+        "customer_id,payment_source_type,payment_source_id\nCUST000001,stripe_payments,PSRC000001\n"
+    )
+    calls: list[str] = []
+    real = hashlib.sha256
+
+    def counting(*args: Any) -> Any:
+        calls.append("sha256")
+        return real(*args)
+
+    monkeypatch.setattr(formats, "_DIGESTS", {})
+    monkeypatch.setattr(formats.hashlib, "sha256", counting)
+    loader = Loader([str(path)])
+    inputs_fingerprint(loader)
+    hashed = len(calls)
+    rows = list(loader)
+    assert len(rows) == 1
+    (info,) = loader.file_infos
+    assert info.sha256 == real(path.read_bytes()).hexdigest()
+    assert len(calls) == hashed  # the loader took the digest the fingerprint had made
+    path.write_text(path.read_text() + "CUST000002,stripe_payments,PSRC000002\n")
+    assert formats.known_sha256(str(path)) is None

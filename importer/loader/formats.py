@@ -59,12 +59,41 @@ class FileInfo:
     report: bool = False
 
 
+# A run hashes each input for its resume fingerprint before the loader reads it, and the report
+# names the same digest: one hash a file, remembered while the file is unchanged (path, size and
+# mtime). Bounded, like everything a run keeps per file.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS_KEPT = 1024
+
+
+def _file_key(path: str) -> tuple[str, int, int]:
+    file = Path(path).resolve()
+    st = file.stat()
+    return str(file), st.st_size, st.st_mtime_ns
+
+
+def known_sha256(path: str) -> str | None:
+    """The digest already taken of this file as it is now, if any."""
+    return _DIGESTS.get(_file_key(path))
+
+
+def remember_sha256(path: str, digest: str) -> None:
+    if len(_DIGESTS) >= _DIGESTS_KEPT:
+        _DIGESTS.clear()
+    _DIGESTS[_file_key(path)] = digest
+
+
 def sha256_file(path: str) -> str:
+    known = known_sha256(path)
+    if known is not None:
+        return known
     sha = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(BLOCK):
             sha.update(block)
-    return sha.hexdigest()
+    digest = sha.hexdigest()
+    remember_sha256(path, digest)
+    return digest
 
 
 def is_lock_file(name: str) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from importer.errors import SourceError
 from importer.loader.formats import BLOCK as _BLOCK
+from importer.loader.formats import known_sha256, remember_sha256
 
 _SNIFF_CHARS = 64 * 1024
 _SNIFF_RECORDS = 200
@@ -44,7 +45,8 @@ def inspect_text(path: str) -> TextFacts:
     The whole file is decode-checked before parsing so that a stray Windows-1252 byte deep in
     a big file switches the encoding before any row is yielded.
     """
-    sha = hashlib.sha256()
+    known = known_sha256(path)  # the run's fingerprint usually hashed it already
+    sha = hashlib.sha256() if known is None else None
     with open(path, "rb") as fh:
         block = fh.read(_BLOCK)
         for magic, what in _MAGIC:
@@ -56,7 +58,8 @@ def inspect_text(path: str) -> TextFacts:
         sample: str | None = None
         utf8_bom = block.startswith(codecs.BOM_UTF8)
         while block:
-            sha.update(block)
+            if sha is not None:
+                sha.update(block)
             if decodes:
                 try:
                     text = decoder.decode(block)
@@ -78,6 +81,8 @@ def inspect_text(path: str) -> TextFacts:
             decodes = False
     if has_nul or (utf16 and not decodes) or (not decodes and cp1252_bad):
         raise SourceError(path, _NOT_TEXT)
+    digest = sha.hexdigest() if sha is not None else str(known)
+    remember_sha256(path, digest)
     if utf16:
         encoding = "utf-16"
     elif decodes:
@@ -86,8 +91,8 @@ def inspect_text(path: str) -> TextFacts:
         encoding = "cp1252"
     sep_line = _SEP_LINE.match(sample or "")
     if sep_line:
-        return TextFacts(encoding, sep_line.group(1), sha.hexdigest(), sep_line=True)
-    return TextFacts(encoding, _sniff_delimiter(path, sample or ""), sha.hexdigest())
+        return TextFacts(encoding, sep_line.group(1), digest, sep_line=True)
+    return TextFacts(encoding, _sniff_delimiter(path, sample or ""), digest)
 
 
 def _records(sample: str, delimiter: str) -> list[list[str]]:
