@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from importer.columns import REPORT_COLUMNS, REPORT_INPUT_FIELDS
+from importer.columns import REPORT_COLUMNS
 from importer.errors import PreflightError
 from importer.models import Outcome, Pairing, RowStatus
 
@@ -152,40 +152,6 @@ class RowRecord:
     @property
     def pairing(self) -> Pairing | None:
         return Pairing.from_json(self.pairing_json) if self.pairing_json else None
-
-    def report_line(self) -> dict[str, Any]:
-        """One results.csv line. A valid row shows its parsed values (the type as the API
-        spells it, the e-mail in lower case); an invalid one the values as they were typed."""
-        if self.pairing_json:
-            # The pairing's fields straight from its JSON: building the frozen dataclass for each
-            # row of a million was half the report's time. A missing key is None, as the
-            # dataclass's default would make it (journals written by older versions).
-            p = json.loads(self.pairing_json)
-            given: dict[str, Any] = {
-                "customer_id": self.customer_id or p.get("customer_id"),
-                "customer_email": p.get("customer_email"),
-                "payment_source_type": p.get("payment_source_type"),
-                "payment_source_id": p.get("payment_source_id"),
-                "payment_source_token": p.get("payment_source_token"),
-                "reference": p.get("reference"),
-            }
-        else:
-            raw = self.raw
-            given = {name: raw.get(name) for name in REPORT_INPUT_FIELDS}
-            given["customer_id"] = self.customer_id or given["customer_id"]
-        return {
-            "source_file": self.source_file,
-            "sheet": self.sheet,
-            "row_number": self.row_number,
-            "status": self.status.value,
-            "customer_payment_source_id": self.customer_payment_source_id,
-            **given,
-            "http_status": self.http_status,
-            "error_code": self.error_code,
-            "error_detail": self.error_detail,
-            "attempts": self.attempts,
-            "changed_fields": self.changed_fields,
-        }
 
 
 @dataclass(frozen=True, slots=True)
