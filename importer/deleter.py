@@ -21,11 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 from importer.auth import AuthFailed
-from importer.client import Abort
 from importer.config import Settings
 from importer.errors import RunAborted
 from importer.journal import Journal
@@ -36,6 +34,7 @@ from importer.progress import RunProgress
 from importer.retry import Retrier
 from importer.session import SEND_STAMP_BATCH, ApiSession, SendStamps, open_session
 from importer.stats import DispatchStats
+from importer.supervise import Supervised
 from importer.transport import run_sender
 from importer.undo_plan import NOT_OURS, expected_importer_key, ownership_problem
 from importer.wallets import LookupFailed, WalletReader
@@ -89,7 +88,7 @@ def settle_from_journal(journal: Journal, ledger: Journal, run_id: str, target: 
     return journal.count_open_undo(run_id)
 
 
-class _Undo:
+class _Undo(Supervised):
     def __init__(
         self,
         settings: Settings,
@@ -113,9 +112,7 @@ class _Undo:
         )
         self.retrier = Retrier(api.backoff, asyncio.sleep, stats)  # as create.py: one retry helper
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=2 * settings.concurrency)
-        self.halt = asyncio.Event()
-        self.abort: str | None = None
-        self.crash: Exception | None = None
+        self.start_supervision()
 
     # -- outcomes ---------------------------------------------------------------------------
     def settle(self, seq: int, outcome: Outcome) -> None:
@@ -301,17 +298,6 @@ class _Undo:
                     attempts=attempts.sent,
                 )
             await self.retrier.pause(attempts.counted)
-
-    # -- supervision (as dispatcher._Run) ---------------------------------------------------
-    async def guarded(self, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await coro
-        except (Abort, AuthFailed) as exc:
-            self.abort = self.abort or str(exc)
-            self.halt.set()
-        except Exception as exc:
-            self.crash = self.crash or exc
-            self.halt.set()
 
     async def run(self) -> None:
         try:

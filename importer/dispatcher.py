@@ -20,13 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 import structlog
 
 from importer.auth import AuthFailed
-from importer.client import Abort
 from importer.config import Settings
 from importer.context import DispatchContext
 from importer.create import Creator
@@ -40,6 +38,7 @@ from importer.prepare import ChunkPreparer, Work
 from importer.progress import RunProgress
 from importer.session import SEND_STAMP_BATCH, SendStamps, open_session
 from importer.stats import DispatchStats
+from importer.supervise import Supervised
 from importer.transport import run_sender
 from importer.update import Updater
 from importer.wallets import Rechecker, WalletReader
@@ -49,7 +48,7 @@ _DONE = None  # end-of-stream marker in the queues
 log = structlog.get_logger("importer")
 
 
-class _Run:
+class _Run(Supervised):
     """One dispatch: the wiring and the tasks. Built by `dispatch`, used once."""
 
     def __init__(self, ctx: DispatchContext[DispatchStats], sender: Sender) -> None:
@@ -98,9 +97,7 @@ class _Run:
         )
         self.chunk_rows = settings.lookups.wallet_batch
         self.queue: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=2 * settings.concurrency)
-        self.halt = asyncio.Event()  # stop, fail_fast or abort: take no new rows
-        self.abort: str | None = None
-        self.crash: Exception | None = None  # a bug in a task: re-raised once everything is stopped
+        self.start_supervision()
 
     # -- send stamps across processes (docs/rate-limits.md; session.SendStamps) ----------------
     def flush_sends(self, *, at_least: int = 1) -> None:
@@ -212,18 +209,6 @@ class _Run:
                 self.settle(work.seq, await self.updater.update(work))
             else:
                 self.settle(work.seq, await self.creator.create(work))
-
-    # -- supervision ------------------------------------------------------------------------
-    async def guarded(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a task; an Abort (or a bug) halts the whole run instead of leaving it hanging."""
-        try:
-            await coro
-        except (Abort, AuthFailed) as exc:
-            self.abort = self.abort or str(exc)
-            self.halt.set()
-        except Exception as exc:
-            self.crash = self.crash or exc
-            self.halt.set()
 
     async def run(self) -> None:
         try:

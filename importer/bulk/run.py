@@ -45,6 +45,7 @@ from importer.progress import RunProgress
 from importer.retry import Backoff
 from importer.session import SEND_STAMP_BATCH, SendStamps
 from importer.stats import DispatchStats
+from importer.supervise import Supervised
 from importer.transport import run_sender
 from importer.wallets import LookupFailed
 from importer.wire import Sender
@@ -54,7 +55,7 @@ STREAM_WAIT_S = 0.02  # a streaming intake's next batch is polled for this often
 log = structlog.get_logger("importer")
 
 
-class BulkRun:
+class BulkRun(Supervised):
     def __init__(self, ctx: DispatchContext[BulkStats], sender: Sender) -> None:
         self.ctx = ctx
         self.imp = imp = ctx.settings.imports
@@ -74,9 +75,7 @@ class BulkRun:
         self.resuming = False
         self.feed = FEEDS.get(ctx.run_id)
         self.stream_stop: str | None = None
-        self.halt = asyncio.Event()
-        self.abort: str | None = None
-        self.crash: Exception | None = None
+        self.start_supervision()
 
     def _wire_api(self, sender: Sender) -> None:
         """The writes and reads: the token, the rate windows and their 429 gate, the client."""
@@ -557,16 +556,6 @@ class BulkRun:
                     break
                 await self.launch(chunk, 1)
             await self.drain()
-
-    async def guarded(self, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await coro
-        except (Abort, AuthFailed) as exc:
-            self.abort = self.abort or str(exc)
-            self.halt.set()
-        except Exception as exc:
-            self.crash = self.crash or exc
-            self.halt.set()
 
     async def main(self) -> None:
         await self.resume()
