@@ -36,6 +36,9 @@ SOURCE_FIELDS = (
 )
 ATTRIBUTE_FIELDS = ("reference", "reference_origin", "metadata")
 CANONICAL_FIELDS: tuple[str, ...] = CUSTOMER_FIELDS + SOURCE_FIELDS + ATTRIBUTE_FIELDS
+# The fields that name a customer and a payment source: cleaned of invisible characters by the
+# validator, and empty (or the label) in a totals row.
+KEY_FIELDS = frozenset(CUSTOMER_FIELDS + SOURCE_FIELDS)
 METADATA_PREFIX = "metadata."
 
 

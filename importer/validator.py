@@ -33,7 +33,7 @@ from functools import lru_cache
 from types import MappingProxyType
 
 from importer.headers import match_headers
-from importer.models import METADATA_PREFIX, PAYMENT_SOURCE_TYPES, Pairing, SourceRow
+from importer.models import KEY_FIELDS, METADATA_PREFIX, PAYMENT_SOURCE_TYPES, Pairing, SourceRow
 
 _ID = re.compile(r"[A-Za-z0-9]{10}")
 # Pragmatic, not RFC 5322: one @, no spaces or list/quote punctuation, dotted domain whose
@@ -46,17 +46,6 @@ _SQUASH = re.compile(r"[\s_.\-]+")
 # space, non-joiner, joiner, word joiner, BOM, soft hyphen. Removed from ids, types, tokens and
 # e-mails (a look-up with them finds nothing); references and metadata keep them as given.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
-_KEY_FIELDS = frozenset(
-    {
-        "customer_id",
-        "customer_email",
-        "payment_source_type",
-        "payment_source_id",
-        "payment_source_token",
-        "customer_token",
-        "payment_method_id",
-    }
-)
 # "Ada Lovelace <ada@example.com>", as mail clients copy an address.
 _NAMED_ADDRESS = re.compile(r"[^<>]*<\s*([^<>\s]+@[^<>\s]+)\s*>")
 MAX_TOKEN_LENGTH = 255
@@ -138,7 +127,7 @@ class _Check:
     def __init__(self, row: SourceRow) -> None:
         self.row = row
         self.fields = {
-            target: strip_invisible(value) if target in _KEY_FIELDS else value
+            target: strip_invisible(value) if target in KEY_FIELDS else value
             for target, value in row.fields.items()
         }
         self._names: Mapping[str, str] | None = None  # found only when a message needs it

@@ -13,17 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-IDENTIFYING = frozenset(
-    {
-        "customer_id",
-        "customer_email",
-        "payment_source_type",
-        "payment_source_id",
-        "payment_source_token",
-        "customer_token",
-        "payment_method_id",
-    }
-)
+from importer.models import KEY_FIELDS
+
 LABELS = frozenset(
     {
         # en
@@ -52,7 +43,7 @@ def is_totals_row(
     raw: Mapping[str, str], fields: Mapping[str, str], columns: Mapping[str, str]
 ) -> str | None:
     """The label when this row is a totals row, else None. `columns`: field → raw key."""
-    if len(IDENTIFYING.intersection(fields)) > 1:
+    if len(KEY_FIELDS.intersection(fields)) > 1:
         return None  # the fast way out for every real row (`fields` holds only filled cells)
     label_key: str | None = None
     numbers = 0
@@ -69,7 +60,7 @@ def is_totals_row(
             return None
     if label_key is None or numbers == 0:
         return None
-    for name in IDENTIFYING:
+    for name in KEY_FIELDS:
         if fields.get(name) and columns.get(name) != label_key:
             return None
     return raw[label_key]
