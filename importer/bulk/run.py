@@ -395,21 +395,26 @@ class BulkRun(Supervised):
         """Imports earlier runs left unfinished: wait for them to end (their rows are gone from
         the journal, their pairings are `sending`), so the pre-check sees what they created."""
         for record in self.bj.unfinished_elsewhere(self.ctx.run_id, self.ctx.target):
-            import_id = record.import_id
-            if import_id is None:
-                try:
-                    import_id = await self.submitter.find(record.reference)
-                except LookupFailed as exc:
-                    raise Abort(
-                        f"could not look up import {record.reference} of an earlier run ({exc.code}: "
-                        f"{exc.detail}); nothing was sent; run again later"
-                    ) from None
+            import_id = await self._import_id(record, "of an earlier run", "nothing was sent")
             if import_id is not None:
                 log.info(
                     "imports.waiting_for_earlier_import", reference=record.reference, import_id=import_id
                 )
                 await self.poller.wait(import_id, lambda _: None)
             self.bj.set_state(record.reference, "orphaned")
+
+    async def _import_id(self, record: ImportRecord, whose: str, sent: str) -> str | None:
+        """The import's id: from the journal, or found by its reference when its POST's answer
+        was lost (None: it never landed). A failed look-up aborts: nothing may be re-posted."""
+        if record.import_id is not None:
+            return record.import_id
+        try:
+            return await self.submitter.find(record.reference)
+        except LookupFailed as exc:
+            raise Abort(
+                f"could not look up import {record.reference} {whose} ({exc.code}: "
+                f"{exc.detail}); {sent}; run again later"
+            ) from None
 
     async def resume(self) -> None:
         """Imports a killed or stopped run had started: never posted again, polled and reconciled."""
@@ -426,20 +431,13 @@ class BulkRun(Supervised):
 
     async def _resume_one(self, record: ImportRecord) -> None:
         rows = self.bj.rows_of(record.reference)
-        import_id = record.import_id
+        import_id = await self._import_id(record, "of the interrupted run", "nothing was sent again")
         if import_id is None:
-            try:
-                import_id = await self.submitter.find(record.reference)
-            except LookupFailed as exc:
-                raise Abort(
-                    f"could not look up import {record.reference} of the interrupted run ({exc.code}: "
-                    f"{exc.detail}); nothing was sent again; run again later"
-                ) from None
-            if import_id is None:
-                # Never landed: its rows are still open and go through the pre-check again.
-                self.bj.set_state(record.reference, "not_found")
-                log.info("imports.resume_not_found", reference=record.reference, rows=len(rows))
-                return
+            # Never landed: its rows are still open and go through the pre-check again.
+            self.bj.set_state(record.reference, "not_found")
+            log.info("imports.resume_not_found", reference=record.reference, rows=len(rows))
+            return
+        if record.import_id is None:
             self.bj.set_posted(record.reference, import_id)
         self.ctx.stats.imports_resumed += 1
         log.info("imports.resumed", reference=record.reference, import_id=import_id, state=record.state)
