@@ -380,3 +380,22 @@ def test_an_imports_run_leaves_send_stamps_for_the_next_process(tmp_path: Path) 
     assert posted == 2 and polls > 0
     assert stamps["POST /api/imports"] == posted
     assert not [endpoint for endpoint in stamps if endpoint.startswith("GET /api/imports")]
+
+
+def test_export_polls_share_one_burst_window_and_meet_no_429(tmp_path: Path) -> None:
+    """The server counts every export's polls under one endpoint (`/api/exports/{id}`): a client
+    that kept a window per export id sent 51 polls in a 10 s window of 50 (bench, 100,000 rows)."""
+    write_id_pairs(tmp_path / "in.csv", 360)
+    with sandbox_thread(customers=customers_for(360), export_max_records=30, export_records_per_s=100) as sb:
+        settings = bulk_settings(
+            sb,
+            tmp_path,
+            **{"imports.readback": "export", "imports.export_max_records": 30, "imports.chunk_size": 360},
+        )
+        result = run_import(settings, [tmp_path / "in.csv"], tmp_path / "r")
+        assert result.exit_code == 0 and statuses(tmp_path / "r") == {"created": 360}
+        log = sb.requests_log()
+        polls = [e for e in log if e["method"] == "GET" and e["path"].startswith("/api/exports/")]
+        # Enough polls that a window per export would have gone past the burst limit.
+        assert len(polls) > sb.settings.burst_limit_for("uncacheable")
+        assert [e for e in log if e["rate_limited"]] == []

@@ -34,6 +34,8 @@ from importer.wallets import MAX_PAGES, LookupFailed
 from importer.wire import ApiRequest, Ok, Retriable, RowRejected
 
 EXPORTS_PATH = "/api/exports"
+# One burst window for every export's polls: the server counts them per endpoint, not per record.
+EXPORT_ITEM = f"{EXPORTS_PATH}/{{id}}"
 EXPORT_LINK_RETRIES = 3
 EXPORT_POLLS_MAX = 100_000  # a safety bound: at the poll interval that is hours
 log = structlog.get_logger("importer")
@@ -240,7 +242,9 @@ class ExportReader:
         export_id = answer.response.body["data"]["id"]
         for _ in range(EXPORT_POLLS_MAX):
             self.requests += 1
-            body_ = await _get(self._client, ApiRequest("GET", f"{EXPORTS_PATH}/{export_id}"))
+            body_ = await _get(
+                self._client, ApiRequest("GET", f"{EXPORTS_PATH}/{export_id}", template=EXPORT_ITEM)
+            )
             attributes = body_["data"]["attributes"]
             status = attributes.get("status")
             if status == "completed" and attributes.get("attachment_url"):

@@ -26,6 +26,8 @@ from importer.wallets import LookupFailed
 from importer.wire import ApiRequest, Ok, Retriable, RowRejected
 
 IMPORTS_PATH = "/api/imports"
+# One burst window for every import's polls: the server counts them per endpoint, not per record.
+IMPORT_ITEM = f"{IMPORTS_PATH}/{{id}}"
 QUEUE_FULL_WAITS = 600  # polls' worth of waiting for the server's import queue, then give up
 FINAL = ("completed", "interrupted")
 log = structlog.get_logger("importer")
@@ -166,7 +168,7 @@ class Poller:
         self, import_id: str, on_progress: Callable[[dict[str, Any]], None]
     ) -> dict[str, Any] | None:
         """The import's final attributes, or None when the server no longer knows it (404)."""
-        request = ApiRequest("GET", f"{IMPORTS_PATH}/{import_id}")
+        request = ApiRequest("GET", f"{IMPORTS_PATH}/{import_id}", template=IMPORT_ITEM)
         while True:
             self.polls += 1
             answer = await self._client.request(request, self._client.attempts(), retry_ambiguous=True)
