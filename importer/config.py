@@ -181,10 +181,15 @@ class Imports(_Strict):
 
     auto_threshold: int = Field(default=2_000, ge=1)
     chunk_size: int = Field(default=10_000, ge=1, le=10_000)
+    # How imports are cut (bulk/sizing.py): `adaptive` starts small and ends the imports
+    # together; `fixed` cuts full chunks of chunk_size, the last one partial.
+    sizing: Literal["adaptive", "fixed"] = "adaptive"
+    min_chunk_size: int = Field(default=1_000, ge=1, le=10_000)
+    chunk_target_s: float = Field(default=10.0, gt=0)
     max_in_flight: int = Field(default=10, ge=1, le=10)
     poll_interval_s: float = Field(default=1.0, gt=0)
     readback: Literal["auto", "list", "export", "none"] = "auto"
-    export_above: int = Field(default=1_000, ge=0)
+    export_above: int = Field(default=100, ge=0)
     export_max_records: int = Field(default=5_000, ge=1)
     precheck_snapshot_max: int = Field(default=5_000, ge=0)
     resend_interrupted: bool = True

@@ -178,6 +178,15 @@ class BulkJournal:
         ).fetchall()
         return [(seq, Pairing.from_json(pj)) for seq, pj in page]
 
+    def count_open_after(self, run_id: str, last_seq: int) -> int:
+        """How many open rows come after `last_seq` (the rows open_rows_after has still to give)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM rows WHERE run_id=? AND seq>? AND pairing_json IS NOT NULL"
+            " AND status NOT IN ('created','already_exists','invalid','duplicate_in_file')",
+            (run_id, last_seq),
+        ).fetchone()
+        return int(row[0])
+
     def imports_of(self, run_id: str) -> list[ImportRecord]:
         rows = self._conn.execute(
             "SELECT reference, run_id, chunk_no, attempt, rows, state, import_id FROM bulk_imports"

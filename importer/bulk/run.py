@@ -6,17 +6,21 @@
         ─▶ poll (cacheable budget, own 429 gate) ─▶ read back ─▶ reconcile ─▶ journal
     rows of interrupted imports that were not created ─▶ sent once more (skip_errors) ─▶ ...
 
-At most `imports.max_in_flight` imports are posted and not yet finished at any moment; chunks
-start as soon as `imports.chunk_size` checked rows are buffered, while later rows are still being
-checked. Same signature and stats contract as dispatcher.dispatch, so pipeline.py treats both alike.
+At most `imports.max_in_flight` imports are posted and not yet finished at any moment. The checked
+rows wait in a buffer; whenever a slot is free, sizing.py says how many of them the next import
+takes (small ones first so every slot is busy at once, shares that end together at the end), while
+later rows are still being read and checked. Same signature and stats contract as
+dispatcher.dispatch, so pipeline.py treats both alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -28,6 +32,7 @@ from importer.bulk.precheck import SnapshotWalletReader
 from importer.bulk.readback import AttachmentFetcher, ExportReader, ListReader, Reader
 from importer.bulk.reconcile import Found, reconcile
 from importer.bulk.records import UNKNOWN, BulkJournal, ChunkRow, ImportRecord, chunk_row
+from importer.bulk.sizing import Moment, PaceMeter, SizingRule, next_chunk
 from importer.bulk.stats import BulkStats
 from importer.bulk.stream import FEEDS
 from importer.bulk.submit import Poller, Posted, Refused, Submitter, TooLarge, Unknown, import_body
@@ -52,6 +57,13 @@ from importer.wire import Sender
 
 REFERENCE_ORIGIN = "importer"
 STREAM_WAIT_S = 0.02  # a streaming intake's next batch is polled for this often
+# Rows the pre-check takes at once: its journal questions are asked for the batch in a few
+# queries (batched.py); its API reads are cut to the look-up batch sizes inside.
+CHECK_BATCH = 500
+WAKE_S = 0.25  # the chunk feeder looks again this often even when nothing woke it
+NEAR_END_S = 0.05  # an import about to end is polled this long after its expected end
+INVALID_CHECK_S = 1.0  # the invalid-row ratio is counted at most this often while reading
+MORE_EVERY_S = 0.2  # how often the rows still to be checked are counted once the input is read
 log = structlog.get_logger("importer")
 
 
@@ -68,7 +80,21 @@ class BulkRun(Supervised):
         self.chunk_size = imp.chunk_size
         self.slots = asyncio.Semaphore(imp.max_in_flight)
         self.in_flight = 0
-        self.processed: dict[str, int] = {}  # import id → processed + errors, for progress
+        # By import reference: processed + errors (progress); rows, while it runs, and when its
+        # progress was last polled (sizing).
+        self.processed: dict[str, int] = {}
+        self.sizes: dict[str, int] = {}
+        self.seen_at: dict[str, float] = {}
+        self.pace = PaceMeter()
+        # Checked rows waiting for an import; the producer fills it, feed_imports empties it.
+        self.buffer: list[ChunkRow] = []
+        self.buffer_max = 2 * imp.chunk_size  # the producer waits above this: memory stays flat
+        self.producing = True
+        self.last_seq = -1  # the producer's place in the run's open rows
+        self.more_cache: tuple[float, int] | None = None
+        self.invalid_checked: tuple[float, bool] | None = None  # (when, still reading then)
+        self.wake = asyncio.Event()  # rows buffered, a slot freed, the input read
+        self.room = asyncio.Event()  # rows left the buffer
         self.tracks: set[asyncio.Task[None]] = set()
         self.resend: list[ChunkRow] = []
         self.settled_here: set[int] = set()  # rows settled by resumed imports in this process
@@ -238,15 +264,21 @@ class BulkRun(Supervised):
 
     # -- sending --------------------------------------------------------------------------------
     async def launch(self, rows: list[ChunkRow], attempt: int) -> None:
-        """Journal and POST one import, then track it in the background. Halves on "too large"."""
+        """Journal and POST one import once a slot is free, then track it. Halves on "too large"."""
+        release = await self.claim_slot()
+        if release is not None:
+            await self.post(self.journal_chunk(rows, attempt, release), rows, attempt, release)
+
+    async def claim_slot(self) -> Callable[[], None] | None:
+        """A slot for the next import (waits for one); None: no further import may be posted."""
         if self._too_many_invalid():
             log.warning("imports.stopped_posting", reason=self.stream_stop)
             self.halt.set()
-            return
+            return None
         await self.slots.acquire()
         if self.halt.is_set():  # stopped (fail-fast, a signal) while waiting for a slot: rows stay open
             self.slots.release()
-            return
+            return None
         if self.feed is not None and not self.feed.done.is_set():
             self.ctx.stats.posted_while_reading += 1
         released = False
@@ -257,17 +289,37 @@ class BulkRun(Supervised):
                 released = True
                 self.in_flight -= 1
                 self.slots.release()
+                self.wake.set()
 
         self.in_flight += 1
+        return release
+
+    def journal_chunk(self, rows: list[ChunkRow], attempt: int, release: Callable[[], None]) -> str:
+        """The import and its rows into the journal, before its POST; its reference."""
         try:
             reference = self.bj.new_chunk(self.ctx.run_id, self.ctx.target, rows, attempt)
+        except BaseException:
+            release()
+            raise
+        # Its slot's load from now on, for sizing (the next decision may come before the POST).
+        self.sizes[reference] = len(rows)
+        self.pace.posted(reference, asyncio.get_running_loop().time())
+        return reference
+
+    async def post(
+        self, reference: str, rows: list[ChunkRow], attempt: int, release: Callable[[], None]
+    ) -> None:
+        try:
             body = import_body(
                 reference, [r.input for r in rows], skip_errors=attempt > 0, origin=REFERENCE_ORIGIN
             )
             result = await self.submitter.post(reference, body)
         except BaseException:
+            self.sizes.pop(reference, None)
             release()
             raise
+        if not isinstance(result, Posted):
+            self.sizes.pop(reference, None)
         self.ctx.stats.lost_answers = self.submitter.lost_answers
         if isinstance(result, Posted):
             # The inputs are no longer needed: an import of 10,000 keeps only what reconcile uses.
@@ -314,13 +366,22 @@ class BulkRun(Supervised):
         task.add_done_callback(self.tracks.discard)
 
     async def track(
-        self, reference: str, import_id: str, rows: list[ChunkRow], attempt: int, release: Any
+        self, reference: str, import_id: str, rows: list[ChunkRow], attempt: int, release: Callable[[], None]
     ) -> None:
         try:
+            self.sizes[reference] = len(rows)  # a resumed import's too
 
-            def seen(attributes: dict[str, Any]) -> None:
+            def seen(attributes: dict[str, Any]) -> float | None:
                 done = attributes.get("processed_count", 0) + attributes.get("errors_count", 0)
-                self.processed[import_id] = int(done) if isinstance(done, int) else 0
+                self.processed[reference] = int(done) if isinstance(done, int) else 0
+                self.seen_at[reference] = now = asyncio.get_running_loop().time()
+                if attributes.get("status") != "in_progress":
+                    return None
+                self.pace.running(reference, now, self.processed[reference])
+                if self.pace.pace is None:
+                    return None
+                # The next poll when the import should be done, if that is sooner than the interval.
+                return (len(rows) - self.processed[reference]) / self.pace.pace + NEAR_END_S
 
             attributes = await self.poller.wait(import_id, seen)
         except BaseException:
@@ -328,6 +389,9 @@ class BulkRun(Supervised):
             raise
         finally:
             self.ctx.stats.polls = self.poller.polls
+            self.sizes.pop(reference, None)
+            self.seen_at.pop(reference, None)
+        self.pace.ended(reference, len(rows), server_span_s(attributes))
         if not self.ctx.fail_fast:
             release()  # the server's slot is free; the read-back does not hold it
         status = attributes.get("status") if attributes else None
@@ -455,6 +519,7 @@ class BulkRun(Supervised):
                 released = True
                 self.in_flight -= 1
                 self.slots.release()
+                self.wake.set()
 
         self._spawn(self.track(record.reference, import_id, rows, record.attempt, release))
 
@@ -463,12 +528,12 @@ class BulkRun(Supervised):
             await asyncio.wait(set(self.tracks))
 
     async def produce(self) -> None:
-        buffer: list[ChunkRow] = []
+        """Checks the run's open rows (pre-check) into the buffer, holding back while it is full."""
         batch: list[tuple[int, Pairing]] = []
         taken = 0
 
         async def check(items: list[tuple[int, Pairing]]) -> bool:
-            nonlocal buffer, taken
+            nonlocal taken
             started = time.monotonic()
             self.batched.preload(self.ctx.run_id, self.ctx.target, items)
             try:
@@ -486,27 +551,85 @@ class BulkRun(Supervised):
                 if self.ctx.max_rows is not None and taken >= self.ctx.max_rows:
                     return False
                 taken += 1
-                buffer.append(chunk_row(work.seq, work.pairing, work.customer_id, work.key))
-            while len(buffer) >= self.chunk_size and not self.halt.is_set():
-                chunk, buffer = buffer[: self.chunk_size], buffer[self.chunk_size :]
-                await self.launch(chunk, 0)
+                self.buffer.append(chunk_row(work.seq, work.pairing, work.customer_id, work.key))
+            self.wake.set()
+            while len(self.buffer) >= self.buffer_max and not self.halt.is_set():
+                self.room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.room.wait(), WAKE_S)
             return not self.halt.is_set()
 
-        going = True
-        async for item in self._open_rows():
-            if item[0] in self.settled_here:
-                continue  # settled by a resumed import just now (a failed row waits for the next run)
-            batch.append(item)
-            if len(batch) >= self.ctx.settings.lookups.wallet_batch:
-                going = await check(batch)
-                batch = []
-                if not going:
-                    break
-        if going and batch:
-            await check(batch)
-        while buffer and not self.halt.is_set():
-            chunk, buffer = buffer[: self.chunk_size], buffer[self.chunk_size :]
-            await self.launch(chunk, 0)
+        try:
+            going = True
+            async for item in self._open_rows():
+                self.last_seq = item[0]
+                if item[0] in self.settled_here:
+                    continue  # settled by a resumed import just now (a failed row waits for the next run)
+                batch.append(item)
+                if len(batch) >= CHECK_BATCH:
+                    going = await check(batch)
+                    batch = []
+                    if not going:
+                        break
+            if going and batch:
+                await check(batch)
+        finally:
+            self.producing = False
+            self.wake.set()
+
+    def _rule(self) -> SizingRule:
+        imp = self.imp
+        return SizingRule(
+            imp.sizing, self.chunk_size, imp.min_chunk_size, imp.chunk_target_s, imp.max_in_flight
+        )
+
+    def _more(self) -> int | None:
+        """Rows still to be checked (sizing.Moment.more); None while the input is being read."""
+        if not self.producing:
+            return 0
+        if self.feed is not None and not self.feed.done.is_set():
+            return None
+        now = time.monotonic()
+        if self.more_cache is None or now - self.more_cache[0] >= MORE_EVERY_S:
+            self.more_cache = (now, self.bj.count_open_after(self.ctx.run_id, self.last_seq))
+        return self.more_cache[1]
+
+    def moment(self) -> Moment:
+        now, pace = asyncio.get_running_loop().time(), self.pace.pace or 0.0
+        remaining = [
+            # What the last poll said, less what the server did since at the measured pace.
+            max(0, round(size - self.processed.get(i, 0) - pace * (now - self.seen_at.get(i, now))))
+            for i, size in self.sizes.items()
+        ]
+        return Moment(
+            buffered=len(self.buffer),
+            more=self._more(),
+            free_slots=self.imp.max_in_flight - self.in_flight,
+            remaining=remaining,
+            pace=self.pace.pace,
+        )
+
+    async def feed_imports(self) -> None:
+        """Posts the buffered rows as imports, as sizing.py sizes them, until none are left."""
+        while not self.halt.is_set():
+            self.wake.clear()
+            if not self.producing and not self.buffer:
+                return
+            size = next_chunk(self._rule(), self.moment())
+            if size:
+                release = await self.claim_slot()  # free now: next_chunk saw a free slot
+                if release is None:
+                    return  # stopped; the buffered rows stay open for the next run
+                chunk = self.buffer[:size]
+                del self.buffer[:size]
+                self.room.set()
+                reference = self.journal_chunk(chunk, 0, release)
+                # Posted in the background: a POST of thousands of inputs takes a while, and the
+                # next free slot must not wait for it.
+                self._spawn(self.post(reference, chunk, 0, release))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), WAKE_S)
 
     async def _open_rows(self) -> AsyncIterator[tuple[int, Pairing]]:
         """The run's open rows in input order; with a streaming intake, waits for more rows until
@@ -535,6 +658,13 @@ class BulkRun(Supervised):
         if self.feed.error is not None:
             self.stream_stop = "reading the input failed; no further import was posted"
             return True
+        # Counting every row of the run takes tens of ms at 100,000 rows, on the event loop: at
+        # most once a second while reading, and once more when the input is read.
+        now, reading = time.monotonic(), not self.feed.done.is_set()
+        last = self.invalid_checked
+        if last is not None and (now - last[0] < INVALID_CHECK_S or not (reading or last[1])):
+            return self.stream_stop is not None
+        self.invalid_checked = (now, reading)
         counts = self.ctx.journal.count_rows(self.ctx.run_id)
         read = sum(counts.values())
         invalid = counts.get(RowStatus.INVALID.value, 0)
@@ -558,7 +688,9 @@ class BulkRun(Supervised):
     async def main(self) -> None:
         await self.resume()
         if not self.halt.is_set():
-            await self.produce()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.produce(), name="importer-imports-check")
+                group.create_task(self.feed_imports(), name="importer-imports-feed")
         await self.drain()
         await self.send_again()
 
@@ -625,6 +757,16 @@ class BulkRun(Supervised):
         log.info("imports.done", **self.snapshot())
         if self.crash is not None:
             raise self.crash
+
+
+def server_span_s(attributes: dict[str, Any] | None) -> float | None:
+    """completed_at - started_at of a finished import, by the server's clock; None if unknown."""
+    try:
+        started = datetime.fromisoformat(str((attributes or {})["started_at"]).replace("Z", "+00:00"))
+        ended = datetime.fromisoformat(str((attributes or {})["completed_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
+    return (ended - started).total_seconds()
 
 
 async def dispatch_imports(
