@@ -92,6 +92,12 @@ class SnapshotWalletReader(WalletReader):
         self.snapshot_records = len(found)
         log.info("imports.precheck", mode="one export", existing_records=len(found))
 
+    def existing_count(self, customer_id: str) -> int | None:
+        """Entries the customer held when the snapshot was taken; None without a snapshot."""
+        if self._by_customer is None:
+            return None
+        return len(set(self._by_customer.get(customer_id, {}).values()))
+
     async def read(self, customer_ids: Sequence[str], tokens: Sequence[str] = ()) -> dict[str, str]:
         if not self._tried:
             await self._load()

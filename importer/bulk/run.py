@@ -183,6 +183,7 @@ class BulkRun(Supervised):
             email_batch=settings.lookups.email_batch,
             snapshot_max=imp.precheck_snapshot_max,
         )
+        self.exporter.existing = self.wallets.existing_count
         self.batched = BatchedJournal(ctx.journal)
         self.preparer = ChunkPreparer(
             self.batched,
