@@ -660,10 +660,13 @@ class BulkRun(Supervised):
             self.stream_stop = "reading the input failed; no further import was posted"
             return True
         # Counting every row of the run takes tens of ms at 100,000 rows, on the event loop: at
-        # most once a second while reading, and once more when the input is read.
+        # most once a second while reading, then once more as soon as the input is read (the
+        # final ratio), and never again.
         now, reading = time.monotonic(), not self.feed.done.is_set()
         last = self.invalid_checked
-        if last is not None and (now - last[0] < INVALID_CHECK_S or not (reading or last[1])):
+        if last is not None and (
+            (reading and now - last[0] < INVALID_CHECK_S) or (not reading and not last[1])
+        ):
             return self.stream_stop is not None
         self.invalid_checked = (now, reading)
         counts = self.ctx.journal.count_rows(self.ctx.run_id)
