@@ -192,6 +192,9 @@ class Imports(_Strict):
     export_above: int = Field(default=100, ge=0)
     export_max_records: int = Field(default=5_000, ge=1)
     precheck_snapshot_max: int = Field(default=5_000, ge=0)
+    # How the pre-check resolves e-mails (bulk/precheck.py): `auto` exports customers for a
+    # batch that would take more than three GETs, `export` always, `list` never.
+    email_lookup: Literal["auto", "export", "list"] = "auto"
     resend_interrupted: bool = True
     stream_intake: bool = True
     cacheable_burst: int | None = Field(default=None, gt=0)

@@ -175,6 +175,69 @@ def test_customers_differing_only_in_case_make_the_row_ambiguous(
         assert sb.records() == [] and out.exit_code == 1 and out.summary["posts"] == 0
 
 
+# -- e-mails resolved through an export of customers (the imports strategy's pre-check) --------------
+
+EXPORTED = {"strategy": "imports", "imports.email_lookup": "export", "imports.poll_interval_s": 0.05}
+
+
+@pytest.mark.parametrize("case_sensitive", [True, False])
+def test_emails_resolved_by_export_match_as_the_gets_do(tmp_path: Path, case_sensitive: bool) -> None:
+    """The same sheet and the same outcomes as the GET look-ups above, through one export."""
+    csv = write_csv(tmp_path / "in.csv", HEADER, SHEET_EMAILS)
+    with _seeded(tmp_path, email_case_sensitive=case_sensitive) as sb:
+        out = run_import(settings_for(sb, tmp_path, **EXPORTED), [csv], tmp_path / "rep")
+        rows = _by_row(tmp_path / "rep")
+        assert out.summary["imports"]["email_exports"] == 1
+        gets = [e for e in sb.requests_log() if e["method"] == "GET" and e["path"] == "/api/customers"]
+        assert gets == []  # no e-mail was asked for by GET
+        if case_sensitive:
+            assert [(r["status"], r["error_code"]) for r in rows] == [
+                ("created", ""),
+                ("created", ""),
+                ("failed", "CUSTOMER_NOT_FOUND"),
+                ("created", ""),
+            ]
+            assert _created_for(sb) == {
+                "Stripe0000": "MixedAnna1",
+                "Stripe0001": "LowerBruno",
+                "Stripe0003": "MixedAnna1",
+            }
+        else:
+            assert [r["status"] for r in rows] == ["created"] * 4
+            assert _created_for(sb)["Stripe0002"] == "MixedDario"
+        assert duplicates(sb) == 0
+
+
+def test_customers_differing_only_in_case_are_ambiguous_through_the_export_too(tmp_path: Path) -> None:
+    csv = write_csv(
+        tmp_path / "in.csv", HEADER, [["", "Carla.Costa@Example.com", "stripe_payments", "Stripe0004"]]
+    )
+    with _seeded(tmp_path, email_case_sensitive=True) as sb:
+        out = run_import(settings_for(sb, tmp_path, **EXPORTED), [csv], tmp_path / "rep")
+        (row,) = _by_row(tmp_path / "rep")
+        assert (row["status"], row["error_code"]) == ("failed", "CUSTOMER_AMBIGUOUS")
+        assert (
+            "CarlaLower (carla.costa@example.com), CarlaUpper (Carla.Costa@Example.com)"
+            in row["error_detail"]
+        )
+        assert out.summary["imports"]["email_exports"] == 1
+        assert sb.records() == [] and out.summary["imports"]["posted"] == 0
+
+
+def test_a_failing_export_of_customers_falls_back_to_the_gets(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "in.csv", HEADER, SHEET_EMAILS)
+    with _seeded(tmp_path, email_case_sensitive=False, exports_error_5xx=1.0) as sb:
+        settings = settings_for(sb, tmp_path, **EXPORTED, **{"retry.max_attempts": 2})
+        with capture_logs() as logs:
+            out = run_import(settings, [csv], tmp_path / "rep")
+        assert [r["status"] for r in _by_row(tmp_path / "rep")] == ["created"] * 4
+        assert out.summary["imports"]["email_exports"] == 0
+        assert any(e["event"] == "imports.email_export_failed" for e in logs)
+        gets = [e for e in sb.requests_log() if e["method"] == "GET" and e["path"] == "/api/customers"]
+        assert gets  # the e-mails were then asked for by GET
+        assert duplicates(sb) == 0
+
+
 # -- a customer named twice ------------------------------------------------------------------------
 
 

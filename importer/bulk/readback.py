@@ -37,6 +37,8 @@ EXPORTS_PATH = "/api/exports"
 # One burst window for every export's polls: the server counts them per endpoint, not per record.
 EXPORT_ITEM = f"{EXPORTS_PATH}/{{id}}"
 EXPORT_LINK_RETRIES = 3
+CPS_TYPE = "customer_payment_sources"
+CUSTOMERS_TYPE = "customers"
 EXPORT_FIRST_POLL_S = 0.25  # then doubled up to the poll interval
 EXPORT_POLLS_MAX = 100_000  # a safety bound: at the poll interval that is hours
 log = structlog.get_logger("importer")
@@ -217,23 +219,55 @@ class ExportReader:
         except _TooBig:
             raise ExportFailed("the organization holds more records than one export may") from None
 
+    async def customers_by_email(self, forms: Sequence[str]) -> list[tuple[str, str]]:
+        """(id, stored e-mail) of the customers whose e-mail is one of `forms` (the server's
+        `email_in`, so its case rules), through exports of up to 95 % of the cap of addresses
+        each. An address matches one customer, or several whose e-mails differ only in case: a
+        group the server finds too big is halved. Raises ExportFailed."""
+        out: list[tuple[str, str]] = []
+        for group in batches(list(forms), max(1, self._max_records * 19 // 20)):
+            out.extend(await self._customers_group(group))
+        return out
+
+    async def _customers_group(self, forms: list[str]) -> list[tuple[str, str]]:
+        try:
+            records = await self._records(CUSTOMERS_TYPE, {"email_in": forms})
+        except _TooBig:
+            if len(forms) == 1:
+                raise ExportFailed("one e-mail matches more customers than one export may") from None
+            middle = len(forms) // 2
+            return [
+                *await self._customers_group(forms[:middle]),
+                *await self._customers_group(forms[middle:]),
+            ]
+        return [
+            (str(r["id"]), str(r["email"]))
+            for r in (records if isinstance(records, list) else [])
+            if isinstance(r, dict) and r.get("id") is not None and isinstance(r.get("email"), str)
+        ]
+
     async def _export(self, group: Sequence[str] | None) -> list[Found]:
+        filters = None if group is None else {"customer_id_in": list(group)}
+        return found_in_export(await self._records(CPS_TYPE, filters))
+
+    async def _records(self, resource_type: str, filters: dict[str, Any] | None) -> Any:
+        """The records of one export, parsed; a new export when the link expired."""
         for _ in range(EXPORT_LINK_RETRIES):
-            url = await self._run_export(group)
+            url = await self._run_export(resource_type, filters)
             status, raw = await self._download(url)
             if status == 200:
                 try:
-                    return found_in_export(parse_attachment(raw))
+                    return parse_attachment(raw)
                 except (ValueError, OSError) as exc:
                     raise ExportFailed(f"the export file could not be read ({exc})") from None
             self.links_expired += 1
             log.info("imports.export_link_expired", http_status=status, action="creating a new export")
         raise ExportFailed(f"the export's link expired {EXPORT_LINK_RETRIES} times in a row")
 
-    async def _run_export(self, group: Sequence[str] | None) -> str:
-        attributes: dict[str, Any] = {"resource_type": "customer_payment_sources", "format": "json"}
-        if group is not None:
-            attributes["filters"] = {"customer_id_in": list(group)}
+    async def _run_export(self, resource_type: str, filters: dict[str, Any] | None) -> str:
+        attributes: dict[str, Any] = {"resource_type": resource_type, "format": "json"}
+        if filters is not None:
+            attributes["filters"] = filters
         body = {"data": {"type": "exports", "attributes": attributes}}
         self.requests += 1
         answer = await self._client.request(
@@ -250,6 +284,11 @@ class ExportReader:
         self.exports_created += 1
         export_id = answer.response.body["data"]["id"]
         for poll in range(EXPORT_POLLS_MAX):
+            # Soon at first, then every poll interval: most exports of one import's records are
+            # done within a second, and the run's last read-back is what it waits for. Never at
+            # once: an export is never done the moment it is made, and every export's polls
+            # share one burst window (/api/exports/{id}).
+            await self._sleep(min(self._poll_s, EXPORT_FIRST_POLL_S * 2**poll))
             self.requests += 1
             body_ = await _get(
                 self._client, ApiRequest("GET", f"{EXPORTS_PATH}/{export_id}", template=EXPORT_ITEM)
@@ -260,9 +299,6 @@ class ExportReader:
                 return str(attributes["attachment_url"])
             if status in ("failed", "interrupted"):
                 raise ExportFailed(f"export {export_id} ended {status}")
-            # Soon at first, then every poll interval: most exports of one import's records
-            # are done within a second, and the run's last read-back is what it waits for.
-            await self._sleep(min(self._poll_s, EXPORT_FIRST_POLL_S * 2**poll))
         raise ExportFailed(f"export {export_id} did not complete")
 
 

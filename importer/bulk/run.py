@@ -60,6 +60,9 @@ STREAM_WAIT_S = 0.02  # a streaming intake's next batch is polled for this often
 # Rows the pre-check takes at once: its journal questions are asked for the batch in a few
 # queries (batched.py); its API reads are cut to the look-up batch sizes inside.
 CHECK_BATCH = 500
+# With e-mail rows among them, more at once: their addresses go in one export of customers
+# (precheck.py), about three requests for thousands of addresses, instead of one per batch.
+EMAIL_CHECK_BATCH = 5_000
 WAKE_S = 0.25  # the chunk feeder looks again this often even when nothing woke it
 NEAR_END_S = 0.05  # an import about to end is polled this long after its expected end
 INVALID_CHECK_S = 1.0  # the invalid-row ratio is counted at most this often while reading
@@ -182,6 +185,7 @@ class BulkRun(Supervised):
             wallet_batch=settings.lookups.wallet_batch,
             email_batch=settings.lookups.email_batch,
             snapshot_max=imp.precheck_snapshot_max,
+            email_lookup=imp.email_lookup,
         )
         self.exporter.existing = self.wallets.existing_count
         self.batched = BatchedJournal(ctx.journal)
@@ -543,6 +547,7 @@ class BulkRun(Supervised):
                 self.batched.preload(self.ctx.run_id, self.ctx.target, [])  # nothing cached between chunks
             self.ctx.stats.precheck_s += time.monotonic() - started
             self.ctx.stats.precheck_requests = self.wallets.requests
+            self.ctx.stats.email_exports = self.wallets.email_exports
             self._readback_counts()
             self.ctx.stats.precheck = (
                 "wallet reads" if self.wallets.snapshot_records is None else "one export"
@@ -561,15 +566,16 @@ class BulkRun(Supervised):
             return not self.halt.is_set()
 
         try:
-            going = True
+            going, emails = True, False
             async for item in self._open_rows():
                 self.last_seq = item[0]
                 if item[0] in self.settled_here:
                     continue  # settled by a resumed import just now (a failed row waits for the next run)
                 batch.append(item)
-                if len(batch) >= CHECK_BATCH:
+                emails = emails or bool(item[1].customer_email)
+                if len(batch) >= (EMAIL_CHECK_BATCH if emails else CHECK_BATCH):
                     going = await check(batch)
-                    batch = []
+                    batch, emails = [], False
                     if not going:
                         break
             if going and batch:
@@ -757,6 +763,7 @@ class BulkRun(Supervised):
             self.ctx.stats.exports_created = self.exporter.exports_created
             self.ctx.stats.export_links_expired = self.exporter.links_expired
             self.ctx.stats.precheck_requests = self.wallets.requests
+            self.ctx.stats.email_exports = self.wallets.email_exports
             self._readback_counts()
         log.info("imports.done", **self.snapshot())
         if self.crash is not None:

@@ -24,6 +24,7 @@ class BulkStats(DispatchStats):
     precheck_requests: int = 0
     precheck_s: float = 0.0
     precheck: str = ""
+    email_exports: int = 0  # batches of e-mails resolved through an export of customers
     readback: str = ""
     readback_requests: int = 0
     exports_created: int = 0
@@ -49,6 +50,7 @@ class BulkStats(DispatchStats):
             "poll_pauses": self.poll_pauses,
             "precheck": self.precheck,
             "precheck_requests": self.precheck_requests,
+            "email_exports": self.email_exports,
             "precheck_s": round(self.precheck_s, 3),
             "precheck_share_of_run": round(share, 3),
             "readback": self.readback,

@@ -1,4 +1,5 @@
-"""The Exports API for customer_payment_sources: POST /api/exports, its worker, and the attachment.
+"""The Exports API for customer_payment_sources and customers: POST /api/exports, its worker, and
+the attachment.
 
 An export is created `pending` with the records its `filters` match counted at once (more than
 `export_max_records` is refused with a 422, the stricter reading of the CLI's 5,000 cap). The
@@ -26,26 +27,33 @@ from importer.sandbox.jsonapi import ApiError, gateway_error, internal_error, js
 from importer.sandbox.parse import read_document
 from importer.sandbox.query import parse_query, select
 from importer.sandbox.resources import SPECS
-from importer.sandbox.store import CPS, EXPORTS
+from importer.sandbox.store import CPS, CUSTOMERS, EXPORTS
 
-RESOURCE_TYPES = (CPS,)
+RESOURCE_TYPES = (CPS, CUSTOMERS)
 ATTRIBUTES = frozenset(
     ("resource_type", "format", "includes", "fields", "filters", "dry_data", "reference", "reference_origin",
      "metadata")
 )  # fmt: skip
 ACTIVE = ("pending", "in_progress")
 TICK_S = 0.05
-# Flat fields of a customer_payment_source in an export file (relationships as `<name>_id`).
-EXPORT_FIELDS = (
-    "id", "created_at", "updated_at", "reference", "reference_origin", "metadata", "name", "customer_token",
-    "payment_source_token", "customer_id", "payment_method_id", "payment_source_type", "payment_source_id",
-)  # fmt: skip
+# Flat fields of a record in an export file (relationships as `<name>_id`), by resource type.
+EXPORT_FIELDS = {
+    CPS: (
+        "id", "created_at", "updated_at", "reference", "reference_origin", "metadata", "name",
+        "customer_token", "payment_source_token", "customer_id", "payment_method_id",
+        "payment_source_type", "payment_source_id",
+    ),
+    CUSTOMERS: (
+        "id", "created_at", "updated_at", "email", "status", "reference", "reference_origin", "metadata",
+    ),
+}  # fmt: skip
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class Attachment:
     token: str
+    resource_type: str
     record_ids: list[str]
     body: bytes | None = None
     expires_at: float | None = None  # sandbox clock
@@ -59,17 +67,27 @@ def _attr_error(name: str, message: str, key: str) -> dict[str, Any]:
     return validation_error(name, message, key, f"/data/attributes/{name}")
 
 
-def _matching(sb: Sandbox, filters: Any) -> list[str]:
+def _matching(sb: Sandbox, resource_type: str, filters: Any) -> list[str]:
+    """The ids the filters match, by the same rules as `filter[q]` on a GET (e-mail case included)."""
+    table = sb.store.tables[resource_type]
     if filters in (None, {}):
-        return [r["id"] for r in sb.store.tables[CPS].ordered()]
+        return [r["id"] for r in table.ordered()]
     if not isinstance(filters, dict):
         raise ApiError(422, [_attr_error("filters", "is invalid", "invalid")])
     params = [
         (f"filter[q][{name}]", ",".join(map(str, value)) if isinstance(value, list) else str(value))
         for name, value in filters.items()
     ]
-    query = parse_query(params, SPECS[CPS], default_size=1, max_size=1, collection=True)
-    return [r["id"] for r in select(sb.store.tables[CPS], SPECS[CPS], query)]
+    spec = SPECS[resource_type]
+    query = parse_query(
+        params,
+        spec,
+        default_size=1,
+        max_size=1,
+        collection=True,
+        email_case_sensitive=sb.settings.email_case_sensitive,
+    )
+    return [r["id"] for r in select(table, spec, query)]
 
 
 async def create(request: web.Request) -> web.Response:
@@ -89,7 +107,7 @@ async def create(request: web.Request) -> web.Response:
         raise ApiError(
             422, [_attr_error("format", "is not supported by the sandbox (json only)", "inclusion")]
         )
-    ids = _matching(sb, attrs.get("filters"))
+    ids = _matching(sb, resource_type, attrs.get("filters"))
     limit = sb.settings.export_max_records
     if len(ids) > limit:
         message = f"has too many records ({len(ids)}, maximum is {limit}); narrow the filters"
@@ -116,14 +134,14 @@ async def create(request: web.Request) -> web.Response:
             "metadata": attrs.get("metadata") or {},
         },
     )
-    request.app[ATTACHMENTS][record["id"]] = Attachment(secrets.token_urlsafe(12), ids)
+    request.app[ATTACHMENTS][record["id"]] = Attachment(secrets.token_urlsafe(12), resource_type, ids)
     request.app[BASES][record["id"]] = f"{request.scheme}://{request.host}"
     sb.stats.created[EXPORTS] += 1
     return json_response(sb.renderer(request).document(EXPORTS, record), status=201)
 
 
-def flat(record: dict[str, Any]) -> dict[str, Any]:
-    return {name: record.get(name) for name in EXPORT_FIELDS}
+def flat(record: dict[str, Any], resource_type: str = CPS) -> dict[str, Any]:
+    return {name: record.get(name) for name in EXPORT_FIELDS[resource_type]}
 
 
 async def download(request: web.Request) -> web.Response:
@@ -163,8 +181,9 @@ class ExportWorker:
             self._budget.pop(record["id"], None)
             changes.update({"status": "completed", "completed_at": store.now_iso()})
             if attachment is not None:
-                rows = [store.get(CPS, i) for i in attachment.record_ids]
-                attachment.body = json.dumps([flat(r) for r in rows if r is not None]).encode()
+                kind = attachment.resource_type
+                rows = [store.get(kind, i) for i in attachment.record_ids]
+                attachment.body = json.dumps([flat(r, kind) for r in rows if r is not None]).encode()
                 attachment.expires_at = self.sb.clock() + settings.export_link_ttl_s
                 base = self.app[BASES].get(record["id"], "")
                 changes["attachment_url"] = f"{base}/attachments/{record['id']}/{attachment.token}"

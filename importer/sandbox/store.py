@@ -25,6 +25,7 @@ from importer.models import PAYMENT_SOURCE_TYPES
 from importer.sandbox.persist import Record, SqliteState
 
 CPS = "customer_payment_sources"
+CUSTOMERS = "customers"
 IMPORTS = "imports"
 EXPORTS = "exports"
 RESOURCE_TYPES: tuple[str, ...] = (

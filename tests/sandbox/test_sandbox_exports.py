@@ -80,6 +80,29 @@ async def test_an_export_is_filtered_and_its_file_holds_flat_records() -> None:
         assert one["customer_id"] in first_two and "row" in one["metadata"]
 
 
+async def test_customers_are_exported_by_email_with_the_case_rule_of_the_gets() -> None:
+    for case_sensitive in (True, False):
+        async with (
+            running_sandbox(customers=5, email_case_sensitive=case_sensitive) as handle,
+            handle.client() as client,
+        ):
+            customers = list(handle.store.tables["customers"].rows.values())
+            stored = customers[0]["email"]
+            asked = [stored.upper(), customers[1]["email"], "nobody@example.com"]
+            body = export_body(resource_type="customers", filters={"email_in": asked})
+            reply = await client.post(EXPORTS, body)
+            assert reply.status == 201
+            final = await finished(client, f"{EXPORTS}/{reply.body['data']['id']}")
+            status, records = await download(final["attachment_url"])
+            assert status == 200
+            found = {r["id"]: r["email"] for r in records}
+            assert set(records[0]) >= {"id", "email", "created_at", "metadata"}
+            assert found.get(customers[1]["id"]) == customers[1]["email"]
+            # The upper-cased address reaches its customer only where the server folds case.
+            assert (customers[0]["id"] in found) is (not case_sensitive or stored == stored.upper())
+            assert len(found) == (2 if not case_sensitive else 1 + (stored == stored.upper()))
+
+
 async def test_the_cap_unknown_filters_and_the_link_expiry() -> None:
     async with (
         running_sandbox(
