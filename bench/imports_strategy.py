@@ -50,12 +50,19 @@ def _iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def write_rows(path: Path, rows: int) -> int:
+def write_rows(path: Path, rows: int, email_share: float = 0.0) -> int:
+    """`rows` pairings; every 1/email_share-th row names its customer by e-mail instead of id."""
     data = generate(DEMO_SEED, 20, min_sources=rows)
+    emails = {c.id: c.email for c in data.customers}
+    every = round(1 / email_share) if email_share > 0 else 0
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["customer_id", "payment_source_type", "payment_source_id"])
-        writer.writerows([s.customer_id, s.type, s.id] for s in data.sources[:rows])
+        writer.writerow(["customer_id", "customer_email", "payment_source_type", "payment_source_id"])
+        for i, s in enumerate(data.sources[:rows]):
+            by_email = every and i % every == 0
+            writer.writerow(
+                ["" if by_email else s.customer_id, emails[s.customer_id] if by_email else "", s.type, s.id]
+            )
     return len(data.customers)
 
 
@@ -139,6 +146,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rates", type=float, nargs="+", default=[500.0, 5000.0])
     parser.add_argument("--chunk-size", type=int, default=10_000, help="imports.chunk_size (default 10,000)")
+    parser.add_argument(
+        "--email-share", type=float, default=0.0, help="share of rows naming the customer by e-mail (0..1)"
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -146,10 +156,13 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-imports-") as d:
         tmp = Path(d)
-        customers = write_rows(tmp / "in.csv", args.rows)
+        customers = write_rows(tmp / "in.csv", args.rows, args.email_share)
         for rate in args.rates:
             results.append(one(args.rows, rate, tmp, customers, args.chunk_size))
-    print(f"\n{args.rows:,} rows, live preset, chunks of {args.chunk_size:,}, {IN_FLIGHT} in flight")
+    print(
+        f"\n{args.rows:,} rows ({args.email_share:.0%} by e-mail), live preset, chunks of "
+        f"{args.chunk_size:,}, {IN_FLIGHT} in flight"
+    )
     print(
         "| server rows/s per import | exit | created | imports | wall s | head s | last import done s "
         "| start-up + report s | dispatch s | bound s | bound/wall | bound/dispatch | importer CPU s "

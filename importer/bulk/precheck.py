@@ -23,12 +23,13 @@ rest of the run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
 import structlog
 
-from importer.bulk.readback import ExportFailed, ExportReader
+from importer.bulk.readback import EXPORT_PURPOSE, PRECHECK, ExportFailed, ExportReader
 from importer.client import ApiClient
 from importer.lookups import email_forms, match_emails
 from importer.planner import CPS_PATH
@@ -65,19 +66,29 @@ class SnapshotWalletReader(WalletReader):
         self._by_customer: dict[str, dict[str, str]] | None = None
         self._tried = False
         self.snapshot_records: int | None = None
-        self.requests = 0  # what the pre-check cost, for the summary
-        self.export_requests = 0  # of which through the exporter (shared with the read-back)
+        self.gets = 0  # the pre-check's own reads (count, wallets, e-mails by GET)
         self.email_exports = 0  # batches of e-mails resolved through an export
+        self._prefetched: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    @property
+    def export_requests(self) -> int:
+        """The pre-check's requests through the exporter (shared with the read-back)."""
+        return self._exporter.requests_by[PRECHECK]
+
+    @property
+    def requests(self) -> int:
+        """What the pre-check cost, for the summary."""
+        return self.gets + self.export_requests
 
     async def _get(self, request: ApiRequest) -> object:
-        self.requests += 1
+        self.gets += 1
         return await super()._get(request)
 
     async def _load(self) -> None:
         self._tried = True
         if self._snapshot_max <= 0:
             return
-        self.requests += 1
+        self.gets += 1
         answer = await self._client.request(count_request(), self._client.attempts(), retry_ambiguous=True)
         body = answer.response.body if isinstance(answer.verdict, Ok) and answer.response else None
         meta = body.get("meta") if isinstance(body, dict) else None
@@ -85,16 +96,14 @@ class SnapshotWalletReader(WalletReader):
         if not isinstance(count, int) or count > self._snapshot_max:
             log.info("imports.precheck", mode="wallet reads", existing_records=count)
             return
-        before = self._exporter.requests
+        purpose = EXPORT_PURPOSE.set(PRECHECK)
         try:
             found = await self._exporter.everything() if count else []
         except (ExportFailed, LookupFailed) as exc:
-            self.requests += self._exporter.requests - before
-            self.export_requests += self._exporter.requests - before
             log.warning("imports.precheck_snapshot_failed", reason=str(exc), action="per-chunk wallet reads")
             return
-        self.requests += self._exporter.requests - before
-        self.export_requests += self._exporter.requests - before
+        finally:
+            EXPORT_PURPOSE.reset(purpose)
         by_customer: dict[str, dict[str, str]] = {}
         for record in found:
             if record.customer_id is None:
@@ -106,14 +115,34 @@ class SnapshotWalletReader(WalletReader):
         self.snapshot_records = len(found)
         log.info("imports.precheck", mode="one export", existing_records=len(found))
 
+    def prefetch(self, emails: Sequence[str]) -> asyncio.Task[None] | None:
+        """Start looking these addresses up now (the next batch's, while this one is checked);
+        `customers` answers them from what was found. None: nothing to look up."""
+        if not emails:
+            return None
+        return asyncio.create_task(self._prefetch(list(dict.fromkeys(emails))), name="importer-emails")
+
+    async def _prefetch(self, emails: list[str]) -> None:
+        self._prefetched.update(await self._resolve(emails))
+
+    def forget(self, emails: Iterable[str]) -> None:
+        """Drop prefetched answers a batch did not ask for (they were cached by prepare.py)."""
+        for email in emails:
+            self._prefetched.pop(email, None)
+
     async def customers(self, emails: Sequence[str]) -> dict[str, tuple[tuple[str, str], ...]]:
+        known = {e: self._prefetched.pop(e) for e in emails if e in self._prefetched}
+        rest = [e for e in dict.fromkeys(emails) if e not in known]
+        return {**known, **(await self._resolve(rest))} if rest else known
+
+    async def _resolve(self, emails: Sequence[str]) -> dict[str, tuple[tuple[str, str], ...]]:
         forms = email_forms(emails)
         gets = -(-len(forms) // max(1, self.email_batch))
         if self._email_lookup == "list" or not forms:
             return await super().customers(emails)
         if self._email_lookup == "auto" and gets <= EMAIL_GETS_BEFORE_EXPORT:
             return await super().customers(emails)
-        before = self._exporter.requests
+        purpose = EXPORT_PURPOSE.set(PRECHECK)
         try:
             found = await self._exporter.customers_by_email(forms)
         except ExportFailed as exc:
@@ -121,8 +150,7 @@ class SnapshotWalletReader(WalletReader):
             self._email_lookup = "list"
             return await super().customers(emails)
         finally:
-            self.requests += self._exporter.requests - before
-            self.export_requests += self._exporter.requests - before
+            EXPORT_PURPOSE.reset(purpose)
         self.email_exports += 1
         return match_emails(emails, found)
 

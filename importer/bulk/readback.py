@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -26,6 +28,7 @@ import aiohttp
 import structlog
 
 from importer.bulk.reconcile import Found
+from importer.bulk.sizing import PaceMeter, server_span_s
 from importer.client import ApiClient
 from importer.clock import Sleep
 from importer.lookups import PAGE_SIZE, WALLET_FIELDS, WALLET_SORT, batches, page_count, wallet_entries
@@ -37,9 +40,14 @@ EXPORTS_PATH = "/api/exports"
 # One burst window for every export's polls: the server counts them per endpoint, not per record.
 EXPORT_ITEM = f"{EXPORTS_PATH}/{{id}}"
 EXPORT_LINK_RETRIES = 3
+# Whose export requests these are, for the summary: the read-back's (the default) or the
+# pre-check's. A context variable, because both run at once in different tasks.
+PRECHECK, READBACK = "precheck", "readback"
+EXPORT_PURPOSE: ContextVar[str] = ContextVar("importer_export_purpose", default=READBACK)
 CPS_TYPE = "customer_payment_sources"
 CUSTOMERS_TYPE = "customers"
 EXPORT_FIRST_POLL_S = 0.25  # then doubled up to the poll interval
+EXPORT_EXPECTED_WAIT_MAX_S = 60.0  # an expected duration past this is not trusted for the first poll
 EXPORT_POLLS_MAX = 100_000  # a safety bound: at the poll interval that is hours
 log = structlog.get_logger("importer")
 
@@ -170,6 +178,8 @@ class ExportReader:
         self._poll_s = poll_interval_s
         self._sleep = sleep
         self.exports_created = 0
+        self.requests_by: Counter[str] = Counter()  # by EXPORT_PURPOSE
+        self.pace = PaceMeter()  # records a second of an export, from the finished ones
         self.links_expired = 0
         self.requests = 0  # API requests of exports (create + polls); downloads are not API calls
 
@@ -269,7 +279,7 @@ class ExportReader:
         if filters is not None:
             attributes["filters"] = filters
         body = {"data": {"type": "exports", "attributes": attributes}}
-        self.requests += 1
+        self._count()
         answer = await self._client.request(
             ApiRequest("POST", EXPORTS_PATH, body=body), self._client.attempts(), retry_ambiguous=True
         )
@@ -283,23 +293,35 @@ class ExportReader:
             raise ExportFailed("creating the export got no usable answer")
         self.exports_created += 1
         export_id = answer.response.body["data"]["id"]
+        records = answer.response.body["data"]["attributes"].get("records_count")
         for poll in range(EXPORT_POLLS_MAX):
-            # Soon at first, then every poll interval: most exports of one import's records are
-            # done within a second, and the run's last read-back is what it waits for. Never at
-            # once: an export is never done the moment it is made, and every export's polls
-            # share one burst window (/api/exports/{id}).
-            await self._sleep(min(self._poll_s, EXPORT_FIRST_POLL_S * 2**poll))
-            self.requests += 1
+            # Never at once (an export is never done the moment it is made, and every export's
+            # polls share one burst window, /api/exports/{id}): first when the exports so far
+            # say it should be done, then soon, then every poll interval.
+            await self._sleep(self._wait_s(poll, records))
+            self._count()
             body_ = await _get(
                 self._client, ApiRequest("GET", f"{EXPORTS_PATH}/{export_id}", template=EXPORT_ITEM)
             )
             attributes = body_["data"]["attributes"]
             status = attributes.get("status")
             if status == "completed" and attributes.get("attachment_url"):
+                if isinstance(records, int):
+                    self.pace.ended(export_id, records, server_span_s(attributes))
                 return str(attributes["attachment_url"])
             if status in ("failed", "interrupted"):
                 raise ExportFailed(f"export {export_id} ended {status}")
         raise ExportFailed(f"export {export_id} did not complete")
+
+    def _count(self) -> None:
+        self.requests += 1
+        self.requests_by[EXPORT_PURPOSE.get()] += 1
+
+    def _wait_s(self, poll: int, records: object) -> float:
+        if poll == 0 and isinstance(records, int) and self.pace.pace:
+            expected = records / self.pace.pace + EXPORT_FIRST_POLL_S / 5
+            return min(max(expected, EXPORT_FIRST_POLL_S), EXPORT_EXPECTED_WAIT_MAX_S)
+        return float(min(self._poll_s, EXPORT_FIRST_POLL_S * 2**poll))
 
 
 class _TooBig(Exception):

@@ -20,7 +20,6 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -29,10 +28,10 @@ from importer.auth import AuthFailed, TokenProvider
 from importer.bulk.batched import BatchedJournal
 from importer.bulk.chunking import cut, halves
 from importer.bulk.precheck import SnapshotWalletReader
-from importer.bulk.readback import AttachmentFetcher, ExportReader, ListReader, Reader
+from importer.bulk.readback import READBACK, AttachmentFetcher, ExportReader, ListReader, Reader
 from importer.bulk.reconcile import Found, reconcile
 from importer.bulk.records import UNKNOWN, BulkJournal, ChunkRow, ImportRecord, chunk_row
-from importer.bulk.sizing import Moment, PaceMeter, SizingRule, next_chunk
+from importer.bulk.sizing import Moment, PaceMeter, SizingRule, next_chunk, server_span_s
 from importer.bulk.stats import BulkStats
 from importer.bulk.stream import FEEDS
 from importer.bulk.submit import Poller, Posted, Refused, Submitter, TooLarge, Unknown, import_body
@@ -94,6 +93,8 @@ class BulkRun(Supervised):
         self.buffer_max = 2 * imp.chunk_size  # the producer waits above this: memory stays flat
         self.producing = True
         self.last_seq = -1  # the producer's place in the run's open rows
+        self.queued = 0  # rows read into batches, not yet checked
+        self.check_stopped = False  # --max-rows reached, or halted: no further batch is checked
         self.more_cache: tuple[float, int] | None = None
         self.invalid_checked: tuple[float, bool] | None = None  # (when, still reading then)
         self.wake = asyncio.Event()  # rows buffered, a slot freed, the input read
@@ -262,10 +263,8 @@ class BulkRun(Supervised):
         )
 
     def _readback_counts(self) -> None:
-        """Read-back requests: the list reader's and the exporter's, less the pre-check's export."""
-        self.ctx.stats.readback_requests = (
-            self.lister.requests + self.exporter.requests - self.wallets.export_requests
-        )
+        """Read-back requests: the list reader's and the exporter's own (not the pre-check's)."""
+        self.ctx.stats.readback_requests = self.lister.requests + self.exporter.requests_by[READBACK]
 
     # -- sending --------------------------------------------------------------------------------
     async def launch(self, rows: list[ChunkRow], attempt: int) -> None:
@@ -533,18 +532,70 @@ class BulkRun(Supervised):
             await asyncio.wait(set(self.tracks))
 
     async def produce(self) -> None:
-        """Checks the run's open rows (pre-check) into the buffer, holding back while it is full."""
-        batch: list[tuple[int, Pairing]] = []
-        taken = 0
+        """Checks the run's open rows (pre-check) into the buffer, holding back while it is full.
 
-        async def check(items: list[tuple[int, Pairing]]) -> bool:
-            nonlocal taken
+        Two stages: one reads the open rows into batches and starts looking up each batch's
+        e-mails at once; the other checks the batches in order. A batch's look-up thus runs
+        while the batch before it is checked, and at most one batch waits between them."""
+        queue: asyncio.Queue[tuple[list[tuple[int, Pairing]], asyncio.Task[None] | None] | None]
+        queue = asyncio.Queue(maxsize=1)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read_batches(queue), name="importer-imports-read")
+                group.create_task(self._check_batches(queue), name="importer-imports-check")
+        finally:
+            self.producing = False
+            self.wake.set()
+
+    async def _read_batches(
+        self, queue: asyncio.Queue[tuple[list[tuple[int, Pairing]], asyncio.Task[None] | None] | None]
+    ) -> None:
+        batch: list[tuple[int, Pairing]] = []
+        emails: list[str] = []
+
+        async def hand_over() -> None:
+            nonlocal batch, emails
+            self.queued += len(batch)
+            await queue.put((batch, self.wallets.prefetch(emails)))
+            batch, emails = [], []
+
+        try:
+            async for item in self._open_rows():
+                if self.check_stopped:
+                    break
+                self.last_seq = item[0]
+                if item[0] in self.settled_here:
+                    continue  # settled by a resumed import just now (a failed row waits for the next run)
+                batch.append(item)
+                if item[1].customer_email:
+                    emails.append(item[1].customer_email)
+                if len(batch) >= (EMAIL_CHECK_BATCH if emails else CHECK_BATCH):
+                    await hand_over()
+            if batch and not self.check_stopped:
+                await hand_over()
+        finally:
+            await queue.put(None)
+
+    async def _check_batches(
+        self, queue: asyncio.Queue[tuple[list[tuple[int, Pairing]], asyncio.Task[None] | None] | None]
+    ) -> None:
+        taken = 0
+        while (handed := await queue.get()) is not None:
+            batch, lookup = handed
+            self.queued -= len(batch)
             started = time.monotonic()
-            self.batched.preload(self.ctx.run_id, self.ctx.target, items)
+            if lookup is not None:
+                # A failed look-up is asked again, and answered or failed, by prepare below.
+                with contextlib.suppress(Exception):
+                    await lookup
+            if self.check_stopped:
+                continue  # drain: the reader stops at its next row
+            self.batched.preload(self.ctx.run_id, self.ctx.target, batch)
             try:
-                prepared = await self.preparer.prepare(items)
+                prepared = await self.preparer.prepare(batch)
             finally:
                 self.batched.preload(self.ctx.run_id, self.ctx.target, [])  # nothing cached between chunks
+                self.wallets.forget(p.customer_email for _, p in batch if p.customer_email)
             self.ctx.stats.precheck_s += time.monotonic() - started
             self.ctx.stats.precheck_requests = self.wallets.requests
             self.ctx.stats.email_exports = self.wallets.email_exports
@@ -555,7 +606,8 @@ class BulkRun(Supervised):
             self.settle_prepared(prepared.settled)
             for work in prepared.work:
                 if self.ctx.max_rows is not None and taken >= self.ctx.max_rows:
-                    return False
+                    self.check_stopped = True
+                    break
                 taken += 1
                 self.buffer.append(chunk_row(work.seq, work.pairing, work.customer_id, work.key))
             self.wake.set()
@@ -563,26 +615,8 @@ class BulkRun(Supervised):
                 self.room.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.room.wait(), WAKE_S)
-            return not self.halt.is_set()
-
-        try:
-            going, emails = True, False
-            async for item in self._open_rows():
-                self.last_seq = item[0]
-                if item[0] in self.settled_here:
-                    continue  # settled by a resumed import just now (a failed row waits for the next run)
-                batch.append(item)
-                emails = emails or bool(item[1].customer_email)
-                if len(batch) >= (EMAIL_CHECK_BATCH if emails else CHECK_BATCH):
-                    going = await check(batch)
-                    batch, emails = [], False
-                    if not going:
-                        break
-            if going and batch:
-                await check(batch)
-        finally:
-            self.producing = False
-            self.wake.set()
+            if self.halt.is_set():
+                self.check_stopped = True
 
     def _rule(self) -> SizingRule:
         imp = self.imp
@@ -599,7 +633,7 @@ class BulkRun(Supervised):
         now = time.monotonic()
         if self.more_cache is None or now - self.more_cache[0] >= MORE_EVERY_S:
             self.more_cache = (now, self.bj.count_open_after(self.ctx.run_id, self.last_seq))
-        return self.more_cache[1]
+        return self.more_cache[1] + self.queued
 
     def moment(self) -> Moment:
         now, pace = asyncio.get_running_loop().time(), self.pace.pace or 0.0
@@ -768,16 +802,6 @@ class BulkRun(Supervised):
         log.info("imports.done", **self.snapshot())
         if self.crash is not None:
             raise self.crash
-
-
-def server_span_s(attributes: dict[str, Any] | None) -> float | None:
-    """completed_at - started_at of a finished import, by the server's clock; None if unknown."""
-    try:
-        started = datetime.fromisoformat(str((attributes or {})["started_at"]).replace("Z", "+00:00"))
-        ended = datetime.fromisoformat(str((attributes or {})["completed_at"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError):
-        return None
-    return (ended - started).total_seconds()
 
 
 async def dispatch_imports(

@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 Sizing = Literal["adaptive", "fixed"]
 
@@ -142,3 +143,14 @@ class PaceMeter:
         self._seen.pop(import_id, None)
         if span_s is not None and span_s > 0 and rows > 0:
             self._sample(rows / span_s)
+
+
+def server_span_s(attributes: dict[str, Any] | None) -> float | None:
+    """completed_at - started_at of a finished import or export, by the server's clock; None if
+    unknown."""
+    try:
+        started = datetime.fromisoformat(str((attributes or {})["started_at"]).replace("Z", "+00:00"))
+        ended = datetime.fromisoformat(str((attributes or {})["completed_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
+    return (ended - started).total_seconds()
