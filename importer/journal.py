@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,6 +336,13 @@ class Journal:
         ]
         first = min((h for h in hits if h is not None), default=None)
         return (first[1], first[2], first[3]) if first else None
+
+    def begin_chunk(self, run_id: str, target: str, keyed: Sequence[tuple[int, str]]) -> None:
+        """prepare.py is about to ask about these rows ((seq, resolved pairing key)) one by one.
+        This journal answers each question with a query; BatchedJournal loads them at once."""
+
+    def end_chunk(self) -> None:
+        """prepare.py is done with the chunk: what was held back is written."""
 
     def set_resolved_key(self, run_id: str, seq: int, resolved_key: str) -> None:
         """Record an e-mail row's key once its customer is known, so later rows (and a resumed

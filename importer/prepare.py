@@ -222,9 +222,19 @@ class ChunkPreparer:
     async def prepare(self, rows: list[tuple[int, Pairing]]) -> Prepared:
         out = Prepared()
         email_error = await self._resolve_emails(rows)
+        customers = [(seq, pairing, self._customer(pairing, email_error)) for seq, pairing in rows]
+        keyed = [(seq, p.key(c)) for seq, p, c in customers if not isinstance(c, Outcome)]
+        self._journal.begin_chunk(self._run_id, self._target, keyed)
+        try:
+            await self._prepare(customers, out)
+        finally:
+            self._journal.end_chunk()
+        out.settled.sort(key=lambda item: item[0])
+        return out
+
+    async def _prepare(self, customers: list[tuple[int, Pairing, str | Outcome]], out: Prepared) -> None:
         pending: list[tuple[Work, PairingState | None]] = []
-        for seq, pairing in rows:
-            customer_id = self._customer(pairing, email_error)
+        for seq, pairing, customer_id in customers:
             if isinstance(customer_id, Outcome):
                 out.settled.append((seq, customer_id))
                 continue
@@ -254,8 +264,6 @@ class ChunkPreparer:
             pending.append((Work(seq, pairing, customer_id, key), state))
         if pending:
             await self._check_wallets(pending, out)
-        out.settled.sort(key=lambda item: item[0])
-        return out
 
     async def _check_wallets(self, pending: list[tuple[Work, PairingState | None]], out: Prepared) -> None:
         customers = sorted({work.customer_id for work, _ in pending})

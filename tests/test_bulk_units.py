@@ -207,16 +207,26 @@ def test_the_batched_journal_answers_as_the_journal_does(tmp_path: Path) -> None
         journal.set_resolved_key("r", 1, pairings[4].key("cus4"))
         journal.mark_pairing("t", pairings[5].key(), "r0", Outcome(RowStatus.CREATED, "CPS5", "cus5"))
         batched = BatchedJournal(journal)
-        chunk = [(i, p) for i, p in enumerate(pairings)]
-        batched.preload("r", "t", chunk)
-        for seq, p in chunk:
-            key = p.key()
+        chunk = [(i, p.key()) for i, p in enumerate(pairings)]
+        batched.begin_chunk("r", "t", chunk)
+        for seq, key in chunk:
             assert batched.earlier_row_with_key("r", key, seq) == journal.earlier_row_with_key("r", key, seq)
             assert batched.pairing_state("t", key) == journal.pairing_state("t", key)
         assert batched.earlier_row_with_key("r", pairings[4].key(), 4) == ("in.csv", "", 3)  # via row 1
         assert batched.pairing_state("t", pairings[5].key()) is not None
-        batched.preload("r", "t", [(6, email)])  # an e-mail row: asked row by row
-        assert batched.earlier_row_with_key("r", pairings[4].key(), 6) == ("in.csv", "", 3)
+        batched.end_chunk()
+        # An e-mail chunk: row 6 resolves to a new key; row 7, later in the same chunk, sees it
+        # before anything is written, and the journal has it once the chunk ends.
+        resolved = email.key("cus9")
+        journal.add_rows("r", [(7, "in.csv", "", 9, "{}", resolved, email.to_json(), "pending", None, None)])
+        batched.begin_chunk("r", "t", [(6, resolved), (7, resolved)])
+        assert batched.earlier_row_with_key("r", resolved, 6) is None
+        batched.set_resolved_key("r", 6, resolved)
+        assert journal.earlier_row_with_key("r", resolved, 7) is None  # held back until the end
+        assert batched.earlier_row_with_key("r", resolved, 7) == ("in.csv", "", 8)
+        batched.end_chunk()
+        assert journal.earlier_row_with_key("r", resolved, 7) == ("in.csv", "", 8)
+        assert batched.earlier_row_with_key("r", resolved, 7) == ("in.csv", "", 8)  # asked row by row
     finally:
         journal.close()
 

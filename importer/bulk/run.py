@@ -590,11 +590,9 @@ class BulkRun(Supervised):
                     await lookup
             if self.check_stopped:
                 continue  # drain: the reader stops at its next row
-            self.batched.preload(self.ctx.run_id, self.ctx.target, batch)
             try:
                 prepared = await self.preparer.prepare(batch)
             finally:
-                self.batched.preload(self.ctx.run_id, self.ctx.target, [])  # nothing cached between chunks
                 self.wallets.forget(p.customer_email for _, p in batch if p.customer_email)
             self.ctx.stats.precheck_s += time.monotonic() - started
             self.ctx.stats.precheck_requests = self.wallets.requests
