@@ -47,6 +47,17 @@ def test_a_free_slot_takes_what_is_buffered_rather_than_stay_idle() -> None:
     assert next_chunk(ADAPTIVE, moment(2_500, pace=500.0)) == 2_500
 
 
+def test_on_a_fast_server_no_import_holds_less_than_the_minimum_work() -> None:
+    rule = SizingRule("adaptive", max_rows=10_000, min_rows=1_000, target_s=10.0, slots=10, min_s=2.0)
+    # 5,000 rows/s: 2 s of work is 10,000 rows; 2,500 buffered rows wait for more.
+    assert next_chunk(rule, moment(2_500, pace=5_000.0)) == 0
+    assert next_chunk(rule, moment(12_000, pace=5_000.0)) == 10_000
+    # 500 rows/s: 2 s is 1,000 rows, the row minimum already.
+    assert next_chunk(rule, moment(1_200, pace=500.0)) == 1_200
+    # The last rows go whatever their size.
+    assert next_chunk(rule, moment(2_500, more=0, pace=5_000.0)) == 2_500
+
+
 def test_at_the_end_the_rows_left_are_shared_so_the_slots_end_together() -> None:
     # 10 free slots, 30,000 rows left, nothing running: 3,000 each.
     assert next_chunk(ADAPTIVE, moment(30_000, more=0, pace=500.0)) == 3_000

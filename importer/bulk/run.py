@@ -619,7 +619,12 @@ class BulkRun(Supervised):
     def _rule(self) -> SizingRule:
         imp = self.imp
         return SizingRule(
-            imp.sizing, self.chunk_size, imp.min_chunk_size, imp.chunk_target_s, imp.max_in_flight
+            imp.sizing,
+            self.chunk_size,
+            imp.min_chunk_size,
+            imp.chunk_target_s,
+            imp.max_in_flight,
+            imp.min_chunk_s,
         )
 
     def _more(self) -> int | None:

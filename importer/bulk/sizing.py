@@ -9,9 +9,12 @@ matters is that every slot is busy from the start and that the slots run dry tog
 - **steady**: while the input is still being read, an import is the rows the server gets through
   in `chunk_target_s` at the measured pace (between the min and `chunk_size`), so no import
   posted before the last row was read runs far past the end of the run;
-- **never idle**: a free slot does not wait for a full import while `min_chunk_size` rows are
-  buffered: it takes them. The client reads and checks rows at a finite speed, and a slot left
-  empty is server time no later import gets back;
+- **never idle**: a free slot does not wait for a full import while the minimum is buffered: it
+  takes them. The client reads and checks rows at a finite speed, and a slot left empty is
+  server time no later import gets back. The minimum is `min_chunk_size` rows, and, once the
+  pace is known, `min_chunk_s` of work (every import costs requests from the write and read
+  budget: on a server doing 5,000 rows a second, 1,000-row imports spent the 200-a-minute
+  budget in seconds and the run waited for it);
 - **end**: once the whole input is read, the number of rows left is known, and they are shared
   out so the slots end together (water-filling over the rows each running import still has to
   do). Rows stand for time here, because every import goes at the same pace; the pace itself is
@@ -38,6 +41,7 @@ class SizingRule:
     min_rows: int  # imports.min_chunk_size
     target_s: float  # imports.chunk_target_s
     slots: int  # imports.max_in_flight
+    min_s: float = 0.0  # imports.min_chunk_s: once the pace is known, no import holds less work
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,10 @@ def next_chunk(rule: SizingRule, now: Moment) -> int:
             return cap
         return now.buffered if last else 0
     floor = min(max(1, rule.min_rows), cap)
+    if now.pace is not None:
+        # Every import costs a POST and a read-back export out of the 200-a-minute budget: on a
+        # fast server, imports of a few hundred ms each would spend it in seconds.
+        floor = min(cap, max(floor, round(now.pace * rule.min_s)))
     if now.more is None:
         size = floor if now.pace is None else _clamp(round(now.pace * rule.target_s), floor, cap)
     else:
