@@ -88,9 +88,13 @@ class IntakeFeed:
         finally:
             self.done.set()
 
-    def _read(self, rows: Iterable[SourceRow]) -> None:
-        """The intake itself, here or in the child."""
+    def _read(self, rows: Iterable[SourceRow], *, checkpoints: bool = True) -> None:
+        """The intake itself, here or in the child (`checkpoints=False`: its commits leave the
+        WAL to the parent's checkpoint thread, bulk/checkpoint.py, instead of stopping to fold
+        it into the database with an fsync every few batches)."""
         journal = Journal.open(self._path)
+        if not checkpoints:
+            journal.connection.execute("PRAGMA wal_autocheckpoint=0")
         try:
             self.counts = intake(rows, journal, self.run_id, self._defaults, batch_size=BATCH)
             # At once, not when the run ends: a run killed after this is resumed (its imports
@@ -139,7 +143,7 @@ class IntakeFeed:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.stderr = _PipeStream(send)  # log.py writes to sys.stderr as it is now
         try:
-            self._read(_while_parent_lives(self._rows, parent))
+            self._read(_while_parent_lives(self._rows, parent), checkpoints=False)
             send.send(("done", self.counts, _loader_state(self._rows)))
         except BaseException as exc:
             send.send(("error", _picklable(exc)))
