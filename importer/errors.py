@@ -44,6 +44,11 @@ class SourceError(ImporterError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
+        self.detail = message
+
+    def __reduce__(self) -> tuple[type[SourceError], tuple[str, str]]:
+        # Pickled by the streaming intake's child process (bulk/stream.py) to re-raise it here.
+        return (type(self), (self.path, self.detail))
 
 
 class PreflightError(ImporterError):

@@ -114,6 +114,45 @@ def report_line(record: RowRecord) -> dict[str, Any]:
     }
 
 
+def csv_cells(record: RowRecord) -> list[str]:
+    """One results.csv line's cells, in `REPORT_COLUMNS` order: what `_cell` makes of each value
+    of `report_line`, without the dict in between and with `_cell`'s common cases inline. This
+    runs for every row of the run, after the last import ends: at 100,000 rows the dict and
+    a call per cell were half the report's time."""
+    given: tuple[Any, ...]
+    if record.pairing_json:
+        get = json.loads(record.pairing_json).get
+        given = (
+            record.customer_id or get("customer_id"),
+            get("customer_email"),
+            get("payment_source_type"),
+            get("payment_source_id"),
+            get("payment_source_token"),
+            get("reference"),
+        )
+    else:
+        get = record.raw.get
+        given = (record.customer_id or get("customer_id"), *(get(n) for n in REPORT_INPUT_FIELDS[1:]))
+    values = (
+        record.source_file,
+        record.sheet,
+        record.row_number,
+        record.status.value,
+        record.customer_payment_source_id,
+        *given,
+        record.http_status,
+        record.error_code,
+        record.error_detail,
+        record.attempts,
+        record.changed_fields,
+    )
+    maybe = _MAYBE_FORMULA
+    return [
+        "" if v is None else v if type(v) is str and (not v or v[0] not in maybe) else _cell(v)
+        for v in values
+    ]
+
+
 def is_failure(record: RowRecord) -> bool:
     return record.status not in SUCCESS_STATUSES
 
@@ -273,10 +312,9 @@ def _write_results(
             writer = csv.writer(fh)
             writer.writerow(REPORT_COLUMNS)
             for record in journal.iter_rows(run_id):
-                line = report_line(record)
-                writer.writerow([_cell(line[c]) for c in REPORT_COLUMNS])
+                writer.writerow(csv_cells(record))
                 if book is not None:
-                    book.add(line)
+                    book.add(report_line(record))
                 if record.status is RowStatus.SKIPPED and record.error_code:
                     problems.note(
                         record.status.value,

@@ -635,3 +635,51 @@ def test_any_text_survives_failures_csv(cells: list[str]) -> None:
         cells[0],
     ]
     assert not any(c[:1] in "=+-@\t\r" for c in line if c)  # nothing a spreadsheet would run
+
+
+_text = st.one_of(st.none(), st.text(alphabet="=+-@\t\r' abc1é", max_size=6))
+
+
+@given(
+    pairing=st.one_of(
+        st.none(),
+        st.fixed_dictionaries(
+            {"customer_id": _text, "payment_source_type": _text, "payment_source_id": _text},
+            optional={"customer_email": _text, "payment_source_token": _text, "reference": _text},
+        ),
+    ),
+    raw=st.dictionaries(st.sampled_from(["customer_id", "customer_email", "reference", "extra"]), _text),
+    cells=st.tuples(_text, _text, _text, _text, _text),
+    status=st.sampled_from(list(RowStatus)),
+    numbers=st.tuples(st.integers(1, 10**6), st.one_of(st.none(), st.integers(100, 599)), st.integers(0, 9)),
+)
+@settings(max_examples=200, deadline=None)
+def test_results_csv_cells_are_report_line_through_cell(
+    pairing: dict[str, Any] | None,
+    raw: dict[str, Any],
+    cells: tuple[Any, ...],
+    status: RowStatus,
+    numbers: tuple[int, int | None, int],
+) -> None:
+    """The fast path that writes results.csv says exactly what report_line and _cell say."""
+    from importer.journal import RowRecord
+
+    source_file, cps_id, customer_id, error_detail, changed = cells
+    record = RowRecord(
+        seq=0,
+        source_file=source_file or "in.csv",
+        sheet="",
+        row_number=numbers[0],
+        raw_json=json.dumps(raw),
+        status=status,
+        pairing_json=json.dumps(pairing) if pairing is not None else None,
+        customer_payment_source_id=cps_id,
+        customer_id=customer_id,
+        http_status=numbers[1],
+        error_code="E" if numbers[2] else None,
+        error_detail=error_detail,
+        attempts=numbers[2],
+        changed_fields=changed,
+    )
+    line = report.report_line(record)
+    assert report.csv_cells(record) == [report._cell(line[c]) for c in REPORT_COLUMNS]

@@ -26,6 +26,7 @@ import structlog
 
 from importer.auth import AuthFailed, TokenProvider
 from importer.bulk.batched import BatchedJournal
+from importer.bulk.checkpoint import Checkpointer
 from importer.bulk.chunking import cut, halves
 from importer.bulk.precheck import SnapshotWalletReader
 from importer.bulk.readback import READBACK, AttachmentFetcher, ExportReader, ListReader, Reader
@@ -860,7 +861,8 @@ async def dispatch_imports(
                 recreate_undone=recreate_undone,
             )
             run = BulkRun(ctx, sending)
-            await run.run()
+            with Checkpointer(journal):  # the loop's commits never wait for a checkpoint
+                await run.run()
     stats.stream_stop = run.stream_stop
     stats.elapsed_s = time.monotonic() - started
     if run.abort is not None:
