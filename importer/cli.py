@@ -7,6 +7,7 @@ anything else is a bug and is logged with its traceback (exit 2 would hide it, s
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import signal
 import sys
@@ -173,6 +174,9 @@ def _config_path(args: argparse.Namespace) -> str | None:
     return "config.yaml" if Path("config.yaml").is_file() else None
 
 
+GC_THRESHOLD = 100_000  # allocations between young-generation collections (default 700)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -183,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from importer.sandbox.cli import run as run_sandbox
 
         return run_sandbox(args)
+    # Hundreds of thousands of rows are held as small objects at once (chunks, outcomes, report
+    # lines) and almost none form cycles: at the default threshold (700 allocations) the
+    # cyclic collector ran over all of them again and again. Measured on 100,000 rows with
+    # --strategy imports: 16.6 -> 13.7 s of CPU.
+    gc.set_threshold(GC_THRESHOLD, 50, 1000)
     previous = _sigterm_as_interrupt()
     try:
         return _dispatch_command(args)
