@@ -395,3 +395,20 @@ def api_json(sb: Any, method: str, path: str, body: Any = None) -> tuple[int, An
             return int(response.status), json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+def imports_config(
+    sb: Any, tmp_path: Path, journal: Path, *, imports: dict[str, Any] | None = None, **sections: Any
+) -> Path:
+    """config.yaml for `run --strategy imports` against a sandbox process with ×0.05 windows
+    (test preset limits), polling every 0.05 s; `imports` adds to or overrides that section,
+    `sections` are other config sections."""
+    return write_config(
+        tmp_path / "config.yaml",
+        api_of(sb),
+        journal,
+        rate_limit=rate_limit_for(0.05, 25, 100),
+        strategy="imports",
+        imports={"poll_interval_s": 0.05, **(imports or {})},
+        **sections,
+    )

@@ -12,20 +12,18 @@ from pathlib import Path
 import pytest
 from e2e_helpers import (
     SandboxProcess,
-    api_of,
     cli,
     customers_for,
     importer_proc,
+    imports_config,
     journal_query,
     quiet,
-    rate_limit_for,
     record_key,
     results,
     run_argv,
     summary,
     wait_for,
     words,
-    write_config,
     write_id_pairs,
 )
 
@@ -54,14 +52,7 @@ def test_kill_9_with_imports_in_flight_then_the_resume_polls_them_and_posts_none
     journal = tmp_path / "journal.sqlite"
     args = words(f"--time-scale 0.05 --set import_rows_per_s=20 --customers {customers_for(rows)}")
     with SandboxProcess(*args, log_dir=tmp_path) as sb:
-        config = write_config(
-            tmp_path / "config.yaml",
-            api_of(sb),
-            journal,
-            rate_limit=rate_limit_for(0.05, 25, 100),
-            strategy="imports",
-            imports={"chunk_size": 50, "poll_interval_s": 0.05},
-        )
+        config = imports_config(sb, tmp_path, journal, imports={"chunk_size": 50})
         argv = run_argv([tmp_path / "in.csv"], config, tmp_path / "rep")
         with importer_proc(argv, tmp_path, "first") as first:
             wait_for(
@@ -123,14 +114,8 @@ def test_sigterm_with_imports_in_flight_exits_130_and_the_rerun_finishes_them(tm
     journal = tmp_path / "journal.sqlite"
     args = words(f"--time-scale 0.05 --set import_rows_per_s=20 --customers {customers_for(rows)}")
     with SandboxProcess(*args, log_dir=tmp_path) as sb:
-        config = write_config(
-            tmp_path / "config.yaml",
-            api_of(sb),
-            journal,
-            rate_limit=rate_limit_for(0.05, 25, 100),
-            strategy="imports",
-            imports={"chunk_size": 50, "poll_interval_s": 0.05},
-            timeouts={"shutdown_grace_s": 0.2},
+        config = imports_config(
+            sb, tmp_path, journal, imports={"chunk_size": 50}, timeouts={"shutdown_grace_s": 0.2}
         )
         argv = run_argv([tmp_path / "in.csv"], config, tmp_path / "rep")
         with importer_proc(argv, tmp_path, "first") as first:

@@ -20,8 +20,8 @@ from e2e_helpers import (
     cli,
     customers_for,
     importer_proc,
+    imports_config,
     journal_query,
-    rate_limit_for,
     run_argv,
     summary,
     wait_for,
@@ -130,14 +130,7 @@ def test_kill_9_while_reading_ends_the_reading_child_and_the_rerun_imports_every
     # Slow imports: the run is still reading (and posting) when it is killed.
     args = words(f"--time-scale 0.05 --set import_rows_per_s=200 --customers {customers_for(rows)}")
     with SandboxProcess(*args, log_dir=tmp_path) as sb:
-        config = write_config(
-            tmp_path / "config.yaml",
-            api_of(sb),
-            journal,
-            rate_limit=rate_limit_for(0.05, 25, 100),
-            strategy="imports",
-            imports={"chunk_size": 500, "poll_interval_s": 0.05, "sizing": "fixed"},
-        )
+        config = imports_config(sb, tmp_path, journal, imports={"chunk_size": 500, "sizing": "fixed"})
         argv = run_argv([tmp_path / "in.csv"], config, tmp_path / "rep")
         with importer_proc(argv, tmp_path, "first") as first:
 
