@@ -286,6 +286,10 @@ class BulkRun(Supervised):
             return None
         if self.feed is not None and not self.feed.done.is_set():
             self.ctx.stats.posted_while_reading += 1
+        return self._holding_slot()
+
+    def _holding_slot(self) -> Callable[[], None]:
+        """Count a slot just acquired as in flight; the call returned gives it back, once."""
         released = False
 
         def release() -> None:
@@ -294,7 +298,7 @@ class BulkRun(Supervised):
                 released = True
                 self.in_flight -= 1
                 self.slots.release()
-                self.wake.set()
+                self.wake.set()  # a free slot: the feeder may post the next import
 
         self.in_flight += 1
         return release
@@ -515,18 +519,7 @@ class BulkRun(Supervised):
             await self.reconcile(record.reference, rows, attributes, record.attempt)
             return
         await self.slots.acquire()
-        self.in_flight += 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.in_flight -= 1
-                self.slots.release()
-                self.wake.set()
-
-        self._spawn(self.track(record.reference, import_id, rows, record.attempt, release))
+        self._spawn(self.track(record.reference, import_id, rows, record.attempt, self._holding_slot()))
 
     async def drain(self) -> None:
         while self.tracks:
