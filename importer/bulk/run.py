@@ -141,16 +141,7 @@ class BulkRun(Supervised):
         # of its own: a 429 while polling pauses polling, not the run's writes and reads.
         ctx, imp, rl = self.ctx, self.imp, self.ctx.settings.rate_limit
         clock, stats = ctx.clock, ctx.stats
-        cacheable = CACHEABLE_PRESETS[rl.preset or "test"]  # unset: the stricter numbers
-        self.poll_windows = Windows(
-            WindowSpec(
-                imp.cacheable_burst or cacheable["burst"],
-                rl.burst_window_s,
-                imp.cacheable_average or cacheable["average"],
-                rl.average_window_s,
-                rl.safety_margin_s,
-            )
-        )
+        self.poll_windows = Windows(self._poll_spec(rl.preset or "test"))  # unset: the stricter
         self.poll_gate = PauseGate(
             clock, self.sleep, on_pause=self._poll_paused, on_resume=self._poll_resumed
         )
@@ -163,6 +154,18 @@ class BulkRun(Supervised):
             slots=imp.max_in_flight + 1,
             pause_s=rl.burst_window_s,
             sleep=self.sleep,
+        )
+
+    def _poll_spec(self, preset: str) -> WindowSpec:
+        """The cacheable-read windows of `preset`, unless imports.cacheable_* set them."""
+        rl, imp = self.ctx.settings.rate_limit, self.imp
+        cacheable = CACHEABLE_PRESETS[preset]
+        return WindowSpec(
+            imp.cacheable_burst or cacheable["burst"],
+            rl.burst_window_s,
+            imp.cacheable_average or cacheable["average"],
+            rl.average_window_s,
+            rl.safety_margin_s,
         )
 
     def _wire_reads(self) -> None:
@@ -738,7 +741,7 @@ class BulkRun(Supervised):
     def follow_token(self, token: str) -> None:
         """The REST path's rule (dispatcher.follow_token): the token's `test` claim picks the
         preset when none was given; both the REST and the polling windows take its numbers."""
-        rl, imp = self.ctx.settings.rate_limit, self.imp
+        rl = self.ctx.settings.rate_limit
         choice = choose_preset(rl.preset, decode_claims(token), force=self.ctx.force)
         if choice.warning:
             log.warning("run.preset_mismatch", warning=choice.warning, preset=choice.preset)
@@ -747,16 +750,7 @@ class BulkRun(Supervised):
         self.windows.retune(
             WindowSpec(burst, rl.burst_window_s, average, rl.average_window_s, rl.safety_margin_s)
         )
-        cacheable = CACHEABLE_PRESETS[choice.preset]
-        self.poll_windows.retune(
-            WindowSpec(
-                imp.cacheable_burst or cacheable["burst"],
-                rl.burst_window_s,
-                imp.cacheable_average or cacheable["average"],
-                rl.average_window_s,
-                rl.safety_margin_s,
-            )
-        )
+        self.poll_windows.retune(self._poll_spec(choice.preset))
 
     async def run(self) -> None:
         try:
