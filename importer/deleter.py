@@ -30,7 +30,7 @@ from importer.journal import Journal
 from importer.lookups import PAGE_SIZE, metadata_by_id, record_by_id, records_by_ids
 from importer.models import Outcome, Pairing, RowStatus
 from importer.planner import CPS_ITEM, CPS_PATH
-from importer.progress import RunProgress
+from importer.progress import RunProgress, run_progress
 from importer.retry import Retrier
 from importer.session import SEND_STAMP_BATCH, ApiSession, SendStamps, open_session
 from importer.stats import DispatchStats
@@ -365,9 +365,7 @@ async def undo_dispatch(
     if total == 0:
         return stats
     started = time.monotonic()
-    progress = RunProgress(
-        total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic
-    )
+    progress = run_progress(settings, journal, run_id, total, bar=progress_bar)
     http = run_sender(
         sender,
         settings.commercelayer.base_url or target,

@@ -35,7 +35,7 @@ from importer.journal import Journal
 from importer.limits import WindowSpec
 from importer.models import Outcome, RowStatus
 from importer.prepare import ChunkPreparer, Work
-from importer.progress import RunProgress
+from importer.progress import run_progress
 from importer.session import SEND_STAMP_BATCH, SendStamps, open_session
 from importer.stats import DispatchStats
 from importer.supervise import Supervised
@@ -268,17 +268,6 @@ def _drain(queue: asyncio.Queue[Work | None], workers: int) -> None:
             queue.put_nowait(_DONE)
 
 
-def _progress(settings: Settings, journal: Journal, run_id: str, total: int, *, bar: bool) -> RunProgress:
-    """The progress display; a failed row is named by its file and row (journal.location)."""
-    return RunProgress(
-        total,
-        interval_s=settings.progress_interval_s,
-        bar=bar,
-        clock=time.monotonic,
-        locate=lambda seq: journal.location(run_id, seq),
-    )
-
-
 async def dispatch(
     settings: Settings,
     journal: Journal,
@@ -305,7 +294,7 @@ async def dispatch(
     if total == 0:
         return stats  # nothing open: no token, no request
     started = time.monotonic()
-    progress = _progress(settings, journal, run_id, total, bar=progress_bar)
+    progress = run_progress(settings, journal, run_id, total, bar=progress_bar)
     http = run_sender(
         sender,
         settings.commercelayer.base_url or target,

@@ -9,9 +9,10 @@ failed row, and `run.paused` / `run.resumed` around every 429 pause. With `-v`, 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from rich.console import Console
@@ -20,6 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from importer.clock import Clock
 from importer.log import row_events
 from importer.models import Outcome, RowStatus
+
+if TYPE_CHECKING:
+    from importer.config import Settings
+    from importer.journal import Journal
 
 log = structlog.get_logger("importer")
 
@@ -166,3 +171,15 @@ class RunProgress:
             if self._clock() >= next_event - 1e-3:
                 next_event = self._clock() + self.interval_s
                 log.info("run.progress", **self.snapshot())
+
+
+def run_progress(settings: Settings, journal: Journal, run_id: str, total: int, *, bar: bool) -> RunProgress:
+    """The progress display of a run or an undo; a failed row is named by its file and row
+    (journal.location). REST, the imports strategy and undo all use it."""
+    return RunProgress(
+        total,
+        interval_s=settings.progress_interval_s,
+        bar=bar,
+        clock=time.monotonic,
+        locate=lambda seq: journal.location(run_id, seq),
+    )

@@ -224,6 +224,18 @@ def test_customers_differing_only_in_case_are_ambiguous_through_the_export_too(t
         assert sb.records() == [] and out.summary["imports"]["posted"] == 0
 
 
+def test_a_row_failed_by_the_imports_pre_check_is_named_in_the_json_log(tmp_path: Path) -> None:
+    """`row.failed` says where the row is, with imports as with REST (it said file "", row 0)."""
+    csv = write_csv(tmp_path / "in.csv", HEADER, SHEET_EMAILS)
+    with _seeded(tmp_path, email_case_sensitive=True) as sb:
+        with capture_logs() as logs:
+            run_import(settings_for(sb, tmp_path, **EXPORTED), [csv], tmp_path / "rep")
+        failed = [e for e in logs if e["event"] == "row.failed"]
+        assert [(e["file"], e["row"], e["error_code"]) for e in failed] == [
+            (str(csv), 4, "CUSTOMER_NOT_FOUND")
+        ]
+
+
 def test_a_failing_export_of_customers_falls_back_to_the_gets(tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "in.csv", HEADER, SHEET_EMAILS)
     with _seeded(tmp_path, email_case_sensitive=False, exports_error_5xx=1.0) as sb:

@@ -46,7 +46,7 @@ from importer.limits import Windows, WindowSpec
 from importer.models import Outcome, Pairing, RowStatus
 from importer.pacing import Pacer, PauseGate
 from importer.prepare import ChunkPreparer
-from importer.progress import RunProgress
+from importer.progress import run_progress
 from importer.retry import Backoff
 from importer.session import SEND_STAMP_BATCH, SendStamps
 from importer.stats import DispatchStats
@@ -820,9 +820,7 @@ async def dispatch_imports(
     if total == 0 and not has_unfinished:
         return stats
     started = time.monotonic()
-    progress = RunProgress(
-        total, interval_s=settings.progress_interval_s, bar=progress_bar, clock=time.monotonic
-    )
+    progress = run_progress(settings, journal, run_id, total, bar=progress_bar)
     http = run_sender(
         sender,
         settings.commercelayer.base_url or target,
