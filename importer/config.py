@@ -187,6 +187,7 @@ class Imports(_Strict):
     min_chunk_size: int = Field(default=1_000, ge=1, le=10_000)
     chunk_target_s: float = Field(default=10.0, gt=0)
     min_chunk_s: float = Field(default=2.0, ge=0)
+    last_wave_s: float = Field(default=2.0, ge=0)
     max_in_flight: int = Field(default=10, ge=1, le=10)
     poll_interval_s: float = Field(default=1.0, gt=0)
     readback: Literal["auto", "list", "export", "none"] = "auto"

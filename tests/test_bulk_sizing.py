@@ -70,11 +70,38 @@ def test_at_the_end_the_rows_left_are_shared_so_the_slots_end_together() -> None
     assert next_chunk(ADAPTIVE, moment(4_000, more=26_000)) == 3_000
 
 
-def test_no_runt_is_left_to_run_alone_after_the_others() -> None:
-    # One slot free, the others nearly done: the level is under what is buffered; the rest
-    # would be a runt of 400 rows, so it goes too.
+def test_a_runt_waits_for_a_slot_that_frees_sooner_and_goes_along_when_none_does() -> None:
+    # One slot free, the others nearly done (100 rows each): the share is the minimum, and the
+    # 500 rows left go to the next slot that frees, long before this import ends (taking them
+    # here would end the run 500 rows later).
     busy = (100,) * 9
-    assert next_chunk(ADAPTIVE, moment(1_500, more=0, free=1, remaining=busy)) == 1_500
+    assert next_chunk(ADAPTIVE, moment(1_500, more=0, free=1, remaining=busy)) == 1_000
+    # Every running import has more to do than this one: the runt would run alone after all of
+    # them, so it goes along.
+    long = (3_000,) * 9
+    assert next_chunk(ADAPTIVE, moment(1_500, more=0, free=1, remaining=long)) == 1_500
+    # Another slot is free now: the runt starts there at once.
+    assert next_chunk(ADAPTIVE, moment(1_500, more=0, free=2, remaining=long[:8])) == 1_000
+
+
+def test_every_slot_ends_with_a_short_last_import() -> None:
+    rule = SizingRule(
+        "adaptive", max_rows=10_000, min_rows=1_000, target_s=10.0, slots=10, min_s=2.0, last_s=2.0
+    )
+    # 500 rows/s: a last wave of 2 s is 1,000 rows a slot, 10,000 in all, held back; the
+    # 40,000 before it are shared so the slots end together: 4,000 each.
+    assert next_chunk(rule, moment(50_000, more=0, pace=500.0)) == 4_000
+    # Without the hold, the 50,000 are shared at once.
+    assert next_chunk(ADAPTIVE, moment(50_000, more=0, pace=500.0)) == 5_000
+    # Rows still being checked count too.
+    assert next_chunk(rule, moment(20_000, more=30_000, pace=500.0)) == 4_000
+    # Only the last wave is left: shared as before (10 free slots, 10,000 rows: 1,000 each).
+    assert next_chunk(rule, moment(10_000, more=0, pace=500.0)) == 1_000
+    # The pace is not known yet: nothing can be sized in seconds, nothing is held.
+    assert next_chunk(rule, moment(50_000, more=0)) == 5_000
+    # 5,000 rows/s: a last import would be 10,000 rows (capped), so 100,000 are held; a run
+    # that small is one wave, shared as before.
+    assert next_chunk(rule, moment(50_000, more=0, pace=5_000.0)) == 10_000
 
 
 def test_water_level() -> None:

@@ -622,6 +622,7 @@ class BulkRun(Supervised):
             imp.chunk_target_s,
             imp.max_in_flight,
             imp.min_chunk_s,
+            imp.last_wave_s,
         )
 
     def _more(self) -> int | None:

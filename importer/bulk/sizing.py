@@ -17,8 +17,13 @@ matters is that every slot is busy from the start and that the slots run dry tog
   budget in seconds and the run waited for it);
 - **end**: once the whole input is read, the number of rows left is known, and they are shared
   out so the slots end together (water-filling over the rows each running import still has to
-  do). Rows stand for time here, because every import goes at the same pace; the pace itself is
-  not needed.
+  do). Rows stand for time here, because every import goes at the same pace;
+- **last wave**: the rows of the imports that end last are read back, reconciled and reported
+  after the server's last row, while nothing else runs. So the sharing holds back `last_wave_s`
+  of work a slot, and every slot ends with an import of that size: on a 100,000-row run at 500
+  rows a second, 10,000 rows are left to read back at the end instead of 60,000. It costs
+  each slot one more import change (tens of ms of server time); once the rows left are no more
+  than that last wave, they are shared as above.
 
 `sizing: fixed` keeps the plain rule: full chunks of `chunk_size`, the last one partial.
 """
@@ -42,6 +47,7 @@ class SizingRule:
     target_s: float  # imports.chunk_target_s
     slots: int  # imports.max_in_flight
     min_s: float = 0.0  # imports.min_chunk_s: once the pace is known, no import holds less work
+    last_s: float = 0.0  # imports.last_wave_s: the work of every slot's last import (0: not held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +79,15 @@ def next_chunk(rule: SizingRule, now: Moment) -> int:
     if now.more is None:
         size = floor if now.pace is None else _clamp(round(now.pace * rule.target_s), floor, cap)
     else:
-        share = math.ceil(water_level(now.buffered + now.more, now.remaining, rule.slots))
+        left = now.buffered + now.more
+        held = _last_wave(rule, now.pace, floor, cap) * rule.slots
+        if left > held:
+            left -= held  # poured now; the held rows make the last wave
+        share = math.ceil(water_level(left, now.remaining, rule.slots))
         size = min(cap, max(share, floor))
-        if last and now.buffered - size < floor:
-            # No runt left for later: it would run alone after every other import has ended.
+        if last and now.buffered - size < floor and _runs_alone(now, size):
+            # No runt left for later: no other slot frees before this import ends, so the runt
+            # would run alone after every other import has ended.
             size = min(cap, now.buffered)
     if now.buffered >= size:
         return size
@@ -85,6 +96,19 @@ def next_chunk(rule: SizingRule, now: Moment) -> int:
         # for a full share (the rows come no faster than the client reads and checks them).
         return now.buffered
     return 0
+
+
+def _runs_alone(now: Moment, size: int) -> bool:
+    """Whether rows left after an import of `size` would wait for it: no other slot is free, and
+    every running import has at least `size` rows still to do."""
+    return now.free_slots <= 1 and all(left >= size for left in now.remaining)
+
+
+def _last_wave(rule: SizingRule, pace: float | None, floor: int, cap: int) -> int:
+    """Rows of every slot's last import (0: the rule holds none back, or the pace is unknown)."""
+    if pace is None or rule.last_s <= 0:
+        return 0
+    return _clamp(round(pace * rule.last_s), floor, cap)
 
 
 def water_level(buffered: int, remaining: Sequence[int], slots: int) -> float:
