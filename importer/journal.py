@@ -209,6 +209,15 @@ class Journal:
             ) from None
         return cls(conn, str(p))
 
+    @classmethod
+    def reader(cls, path: str) -> Journal:
+        """A second, read-only connection to an open journal, for another thread: the schema is
+        the opener's business, and this one never writes."""
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return cls(conn, path)
+
     def close(self) -> None:
         self._conn.close()
 
@@ -453,6 +462,23 @@ class Journal:
             for seq, outcome in items:
                 self.set_outcome(run_id, seq, outcome)
 
+    def settled_through(self, run_id: str, after: int) -> int:
+        """The last seq up to which every row after `after` that is in the journal yet has an
+        outcome (`after` itself if the next row has none)."""
+        row = self._conn.execute(
+            "SELECT seq FROM rows WHERE run_id=? AND seq>? AND status IN ('pending', 'sending')"
+            " ORDER BY seq LIMIT 1",
+            (run_id, after),
+        ).fetchone()
+        if row is not None:
+            return int(row[0]) - 1
+        (last,) = self._conn.execute("SELECT MAX(seq) FROM rows WHERE run_id=?", (run_id,)).fetchone()
+        return max(after, int(last)) if last is not None else after
+
+    def intake_done(self, run_id: str) -> bool:
+        row = self._conn.execute("SELECT intake_done FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
     def mark_unsettled(self, run_id: str, status: RowStatus, detail: str | None) -> int:
         """Give every row that has no final outcome yet the status `status` (e.g. not_attempted)."""
         cur = self._conn.execute(
@@ -559,14 +585,18 @@ class Journal:
             )
 
     # -- report -----------------------------------------------------------------------------
-    def iter_rows(self, run_id: str, batch: int = 2000) -> Iterator[RowRecord]:
-        last = -1
+    def iter_rows(
+        self, run_id: str, batch: int = 2000, *, after: int = -1, upto: int | None = None
+    ) -> Iterator[RowRecord]:
+        """The run's rows in input order: those after seq `after`, up to seq `upto` if given."""
+        last = after
+        end = upto if upto is not None else 2**63 - 1
         while True:
             page = self._conn.execute(
                 "SELECT seq, source_file, sheet, row_number, raw_json, status, pairing_json,"
                 " customer_payment_source_id, customer_id, http_status, error_code, error_detail, attempts,"
-                " changed_fields FROM rows WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
-                (run_id, last, batch),
+                " changed_fields FROM rows WHERE run_id=? AND seq>? AND seq<=? ORDER BY seq LIMIT ?",
+                (run_id, last, end, batch),
             ).fetchall()
             if not page:
                 return

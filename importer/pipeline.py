@@ -38,6 +38,7 @@ from importer.loader.formats import sha256_file
 from importer.models import SUCCESS_STATUSES, RowStatus, row_where, statuses_for
 from importer.problems import ProblemTally
 from importer.report import write_reports
+from importer.report_ahead import ReportAhead
 from importer.runlock import journal_lock
 from importer.validator import Defaults
 
@@ -257,8 +258,25 @@ def _execute_with(
             log.info("run.partial_intake_dropped", reason="a run was stopped while reading its input")
         journal.start_run(run_id, command=opts.command, target=target, inputs_fingerprint=fingerprint)
         counts, feed = _read_input(settings, opts, loader, journal, defaults)
-    end = _settle(settings, opts, loader, journal, target, counts, feed)
-    return _report(settings, opts, loader, journal, end, begun.report_dir, started, started_at)
+    ahead = _report_ahead(settings, opts, journal, begun)
+    try:
+        end = _settle(settings, opts, loader, journal, target, counts, feed, ahead)
+        return _report(settings, opts, loader, journal, end, begun.report_dir, started, started_at, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _report_ahead(
+    settings: Settings, opts: RunOptions, journal: Journal, begun: _Begun
+) -> ReportAhead | None:
+    """A renderer of the report's settled rows for a fresh `run` (report_ahead.py says when it
+    is safe); it starts only if the rows go through imports."""
+    if opts.command != "run" or opts.dry_run or begun.resumed is not None:
+        return None
+    if "xlsx" in settings.report.formats or journal.path == ":memory:":
+        return None
+    return ReportAhead(journal.path, opts.run_id, begun.report_dir)
 
 
 def _resolve_target(settings: Settings, opts: RunOptions) -> Settings:
@@ -334,6 +352,7 @@ def _settle(
     target: str,
     counts: IntakeCounts | None,
     feed: Any,
+    ahead: ReportAhead | None = None,
 ) -> RunEnd:
     """Give every open row its final status: `validate` says valid; too many invalid rows
     sends nothing; otherwise the rows are dispatched."""
@@ -344,7 +363,7 @@ def _settle(
         return _validated(settings, journal, opts.run_id, counts if too_many_invalid else None)
     if too_many_invalid and counts is not None:
         return _refused_invalid(settings, journal, opts.run_id, counts)
-    end = _dispatched(settings, opts, journal, target)
+    end = _dispatched(settings, opts, journal, target, ahead)
     if feed is not None:
         end = _stream_finished(settings, journal, opts.run_id, loader, feed, end)
     journal.mark_unsettled(
@@ -378,14 +397,18 @@ def _refused_invalid(settings: Settings, journal: Journal, run_id: str, counts: 
     return RunEnd("aborted", EXIT_USAGE, message)
 
 
-def _dispatched(settings: Settings, opts: RunOptions, journal: Journal, target: str) -> RunEnd:
+def _dispatched(
+    settings: Settings, opts: RunOptions, journal: Journal, target: str, ahead: ReportAhead | None = None
+) -> RunEnd:
     """Send the open rows (REST or imports strategy) until done, stopped by a signal, or aborted."""
-    from importer.bulk import select_dispatch  # the network side is only loaded for `run`
+    from importer.bulk import is_imports, select_dispatch  # the network side is only loaded for `run`
 
     run_id = opts.run_id
     stop = asyncio.Event()
     total = journal.count_open(run_id)
     dispatch = select_dispatch(settings, journal, run_id, total, dry_run=opts.dry_run)
+    if ahead is not None and is_imports(dispatch):
+        ahead.start()
     try:
         result = asyncio.run(
             _dispatch_with_signals(dispatch, settings, journal, run_id, target, opts, stop, total)
@@ -427,6 +450,7 @@ def _report(
     report_dir: Path,
     started: float,
     started_at: str,
+    ahead: ReportAhead | None = None,
 ) -> CommandResult:
     """Write the reports, record how the run ended, and choose the exit code."""
     row_counts = journal.count_rows(opts.run_id)
@@ -436,7 +460,8 @@ def _report(
         summary["message"] = end.message
     if end.stats:
         summary.update(end.stats)
-    problems = write_reports(journal, opts.run_id, report_dir, settings.report.formats, summary)
+    rendered = ahead.take() if ahead is not None else None
+    problems = write_reports(journal, opts.run_id, report_dir, settings.report.formats, summary, rendered)
     if opts.command == "run" and not opts.dry_run:
         journal.finish_run(opts.run_id, end.state, summary)
     exit_code = end.exit_code if end.exit_code is not None else exit_code_for(row_counts)

@@ -20,9 +20,10 @@ import csv
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -61,6 +62,7 @@ RESULTS_ENCODING = "utf-8"
 FAILURES_ENCODING = "utf-8-sig"
 XLSX_MAX_ROWS = 1_048_576  # Excel's sheet limit, header included
 XLSX_MAX_CHARS = 32_767  # Excel's cell limit
+COPY_CHUNK = 1 << 20
 
 
 # First characters after which `neutralize` may change a value; anything else passes as is.
@@ -265,24 +267,100 @@ def summary_lines(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     return lines
 
 
+class Rendering:
+    """One pass over a run's rows in input order: their results.csv lines (and results.xlsx
+    rows), and the failing rows spooled for failures.csv with the problems they make. `add` may
+    be called several times with the rows that follow, and from another thread than the one
+    that finishes it (report_ahead.py renders a run's settled rows while the run goes on), as
+    long as one thread at a time uses it."""
+
+    def __init__(self, results: IO[str], spool: IO[str], book: _XlsxResults | None = None) -> None:
+        self.results = results
+        self._writer = csv.writer(results)
+        self._writer.writerow(REPORT_COLUMNS)
+        self.spool = spool  # a JSON line per failing row: failures.csv's header is known at the end
+        self.book = book
+        self.problems = ProblemTally()
+        self.names: dict[str, None] = {}  # an ordered set: the failing rows' keys, first seen first
+        self.last_seq = -1  # the last row rendered
+        self.rows = 0
+
+    def add(self, records: Iterable[RowRecord], stop: Callable[[], bool] | None = None) -> None:
+        """Render `records` (rows after `last_seq`, in order); with `stop`, return early once it
+        says so, between two rows."""
+        writerow, book, problems, names = self._writer.writerow, self.book, self.problems, self.names
+        for record in records:
+            writerow(csv_cells(record))
+            if book is not None:
+                book.add(report_line(record))
+            if record.status is RowStatus.SKIPPED and record.error_code:
+                problems.note(
+                    record.status.value,
+                    record.error_code,
+                    record.error_detail,
+                    (record.source_file, record.sheet, record.row_number),
+                )
+            if is_failure(record):
+                where = (record.source_file, record.sheet, record.row_number)
+                raw = record.raw  # decoded once here, only for failing rows
+                problems.add(record.status.value, record.error_code, record.error_detail, where, raw.values())
+                for name in raw:
+                    # A re-fed report's own columns are written afresh, not copied.
+                    if name not in names and not is_report_column(name):
+                        names[name] = None
+                self.spool.write(
+                    json.dumps([*where, raw, record.error_code, record.error_detail], ensure_ascii=False)
+                    + "\n"
+                )
+            self.last_seq = record.seq
+            self.rows += 1
+            if stop is not None and stop():
+                return
+
+
 def write_reports(
-    journal: Journal, run_id: str, report_dir: Path, formats: Sequence[str], summary: dict[str, Any]
+    journal: Journal,
+    run_id: str,
+    report_dir: Path,
+    formats: Sequence[str],
+    summary: dict[str, Any],
+    ahead: Rendering | None = None,
 ) -> ProblemTally:
     """Write every report file of `run_id` into `report_dir`, replacing earlier ones. Returns
-    the failing rows grouped by kind, for the console."""
+    the failing rows grouped by kind, for the console. `ahead`: the run's first rows, rendered
+    already (report_ahead.py, csv only) into temporary files; the rows after them are added."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     want_xlsx = "xlsx" in formats
-    problems = ProblemTally()
-    # Failing rows are spooled to a temporary file in the one pass over the journal: the
-    # failures.csv header (the union of their columns) is only known at the end.
-    with tempfile.TemporaryFile("w+", encoding="utf-8", dir=report_dir) as spool, ExitStack() as stack:
+    if want_xlsx:
+        ahead = None  # the workbook is written in the one pass, from the first row
+    with ExitStack() as stack:
         results_tmp = stack.enter_context(_atomic(report_dir / RESULTS_CSV))
-        xlsx_tmp = stack.enter_context(_atomic(report_dir / RESULTS_XLSX)) if want_xlsx else None
-        names = _write_results(journal, run_id, results_tmp, xlsx_tmp, report_dir, summary, spool, problems)
-        spool.seek(0)
+        if ahead is None:
+            # Failing rows are spooled to a temporary file in the one pass over the journal:
+            # the failures.csv header (the union of their columns) is only known at the end.
+            spool = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8", dir=report_dir))
+            results = stack.enter_context(open(results_tmp, "w", encoding=RESULTS_ENCODING, newline=""))
+            book = None
+            if want_xlsx:
+                xlsx_tmp = stack.enter_context(_atomic(report_dir / RESULTS_XLSX))
+                book = _XlsxResults(xlsx_tmp, report_dir)
+                stack.callback(book.close, summary)
+            rendering = Rendering(results, spool, book)
+        else:
+            rendering = ahead
+        rendering.add(journal.iter_rows(run_id, after=rendering.last_seq))
+        if ahead is not None:
+            rendering.results.flush()
+            rendering.results.seek(0)
+            with open(results_tmp, "w", encoding=RESULTS_ENCODING, newline="") as out:
+                shutil.copyfileobj(rendering.results, out, COPY_CHUNK)
+        else:
+            results.close()
+        rendering.spool.flush()
+        rendering.spool.seek(0)
         with _atomic(report_dir / FAILURES_CSV) as failures_tmp:
-            _write_failures(failures_tmp, failure_columns(names), spool)
+            _write_failures(failures_tmp, failure_columns(rendering.names), rendering.spool)
     if not want_xlsx:
         # A workbook left from an earlier write into this folder would disagree with results.csv.
         with suppress(FileNotFoundError):
@@ -291,55 +369,7 @@ def write_reports(
         summary_tmp.write_text(
             json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
         )
-    return problems
-
-
-def _write_results(
-    journal: Journal,
-    run_id: str,
-    csv_path: Path,
-    xlsx_path: Path | None,
-    report_dir: Path,
-    summary: dict[str, Any],
-    spool: IO[str],
-    problems: ProblemTally,
-) -> dict[str, None]:
-    """results.csv (and results.xlsx) in one pass; returns the failing rows' column union."""
-    names: dict[str, None] = {}  # an ordered set: order of first appearance
-    book = _XlsxResults(xlsx_path, report_dir) if xlsx_path is not None else None
-    try:
-        with open(csv_path, "w", encoding=RESULTS_ENCODING, newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(REPORT_COLUMNS)
-            for record in journal.iter_rows(run_id):
-                writer.writerow(csv_cells(record))
-                if book is not None:
-                    book.add(report_line(record))
-                if record.status is RowStatus.SKIPPED and record.error_code:
-                    problems.note(
-                        record.status.value,
-                        record.error_code,
-                        record.error_detail,
-                        (record.source_file, record.sheet, record.row_number),
-                    )
-                if is_failure(record):
-                    where = (record.source_file, record.sheet, record.row_number)
-                    raw = record.raw  # decoded once here, only for failing rows
-                    problems.add(
-                        record.status.value, record.error_code, record.error_detail, where, raw.values()
-                    )
-                    for name in raw:
-                        # A re-fed report's own columns are written afresh, not copied.
-                        if name not in names and not is_report_column(name):
-                            names[name] = None
-                    spool.write(
-                        json.dumps([*where, raw, record.error_code, record.error_detail], ensure_ascii=False)
-                        + "\n"
-                    )
-    finally:
-        if book is not None:
-            book.close(summary)
-    return names
+    return rendering.problems
 
 
 def _write_failures(path: Path, columns: list[str], spool: IO[str]) -> None:

@@ -340,8 +340,8 @@ def test_a_failed_write_leaves_the_previous_report(
     write_reports(journal, RUN, out, ["csv", "xlsx"], SUMMARY)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    def broken(run_id: str, batch: int = 2000) -> Iterator[Any]:
-        yield from original(run_id, batch)
+    def broken(run_id: str, batch: int = 2000, **kwargs: Any) -> Iterator[Any]:
+        yield from original(run_id, batch, **kwargs)
         raise OSError("disk full")
 
     original = journal.iter_rows

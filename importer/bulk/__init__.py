@@ -6,6 +6,7 @@ logs the choice and its reason, and warns when a REST run would take more than 3
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import structlog
@@ -66,3 +67,9 @@ def select_dispatch(settings: Settings, journal: Journal, run_id: str, total: in
     from importer.dispatcher import dispatch
 
     return dispatch
+
+
+def is_imports(dispatch: Any) -> bool:
+    """Whether `dispatch` (from select_dispatch) is the imports strategy's."""
+    run = sys.modules.get("importer.bulk.run")  # loaded by select_dispatch if it chose imports
+    return run is not None and dispatch is run.dispatch_imports
