@@ -338,6 +338,9 @@ class BulkRun(Supervised):
             for row in rows:
                 row.input = {}
             self.ctx.stats.imports_posted += 1
+            # Until its first poll, an import is taken to have started when it was accepted:
+            # counted as not started, the imports just posted made the last shares too big.
+            self.seen_at.setdefault(reference, asyncio.get_running_loop().time())
             self.bj.set_posted(reference, result.import_id)
             log.info("imports.posted", reference=reference, import_id=result.import_id, rows=len(rows))
             self._spawn(self.track(reference, result.import_id, rows, attempt, release))
