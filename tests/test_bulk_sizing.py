@@ -111,14 +111,22 @@ def test_water_level() -> None:
     assert water_level(0, [5], 3) == pytest.approx(0.0)
 
 
-def test_the_pace_comes_from_polls_and_from_the_servers_own_span() -> None:
+def test_the_pace_comes_from_polls_until_the_servers_own_span_replaces_them() -> None:
     meter = PaceMeter()
     meter.posted("a", 0.0)
     meter.running("a", 2.0, 1_000)
     assert meter.pace == pytest.approx(500.0)
     meter.running("a", 3.0, 1_000)  # no progress: no sample
     assert meter.pace == pytest.approx(500.0)
-    meter.ended("a", 2_000, 2.0)  # 1,000 rows/s by the server's clock, smoothed in
-    assert meter.pace == pytest.approx(750.0)
     meter.ended("b", 2_000, None)  # no span known: no sample
+    assert meter.pace == pytest.approx(500.0)
+    meter.ended("a", 2_000, 2.0)  # 1,000 rows/s by the server's clock: replaces the poll samples
+    assert meter.pace == pytest.approx(1_000.0)
+    # From now on polls are not sampled: two polls answered close together, one of them late,
+    # would say 1,400 rows/s.
+    meter.posted("c", 10.0)
+    meter.running("c", 11.0, 1_000)
+    meter.running("c", 11.5, 1_700)
+    assert meter.pace == pytest.approx(1_000.0)
+    meter.ended("c", 2_000, 4.0)  # 500 rows/s by the server's clock, smoothed in
     assert meter.pace == pytest.approx(750.0)
