@@ -3,6 +3,7 @@ thread does, and the usual setting is back afterwards."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from importer.bulk.checkpoint import DEFAULT_AUTOCHECKPOINT, Checkpointer
@@ -48,6 +49,22 @@ def test_the_loop_connection_does_no_checkpoint_and_the_thread_does(tmp_path: Pa
     # On the way out the thread checkpoints once, and the setting is back.
     assert checkpointer.checkpoints == 1
     assert _autocheckpoint(journal) == DEFAULT_AUTOCHECKPOINT
+    assert journal.count_rows("r1") == {"pending": 2400}
+    journal.close()
+
+
+def test_the_thread_empties_the_log_file_when_no_one_is_using_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = _journal(path)
+    with Checkpointer(journal, every_s=0.01) as checkpointer:
+        _write(journal, 4)
+        # Writes over: within a few turns a TRUNCATE turn finds no reader and empties the file
+        # (a PASSIVE checkpoint would leave all of its pages there).
+        deadline = time.monotonic() + 10.0
+        while _wal_pages(path) > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _wal_pages(path) == 0
+        assert checkpointer.checkpoints > 0
     assert journal.count_rows("r1") == {"pending": 2400}
     journal.close()
 

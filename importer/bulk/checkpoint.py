@@ -10,6 +10,13 @@ checkpoint every `every_s` (SQLite releases the GIL while it works), which never
 writer and copies only what no reader still needs. The usual setting is restored at the end,
 so the log is folded back as before by the next commit.
 
+A PASSIVE checkpoint never starts the log over, and with the reading process and the loop
+writing all the time the writers rarely found it fully copied: the log file of a 100,000-row
+run grew to 274 MB, and deleting it when the journal closed took 0.16 s after the report.
+So every `TRUNCATE_EVERY`th turn asks for a TRUNCATE checkpoint instead: without waiting (no
+busy timeout), it copies what is left, empties the file if no reader is using it, and holds
+the writers back only while it copies (a turn's worth of log). The file now stays at tens of MB.
+
 Durability is unchanged: a commit is durable in the log (synchronous=NORMAL, WAL) whether or
 not it has been checkpointed, and a killed process leaves a log SQLite replays on open.
 """
@@ -24,6 +31,7 @@ from importer.journal import Journal
 
 DEFAULT_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
 EVERY_S = 0.5
+TRUNCATE_EVERY = 4  # every 4th turn (2 s) also empties the log file, if no one is reading it
 
 
 class Checkpointer:
@@ -54,16 +62,19 @@ class Checkpointer:
     def _run(self) -> None:
         conn = sqlite3.connect(self._journal.path, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA busy_timeout=5000")
+            # No waiting: a checkpoint that cannot have what it needs now is tried again later.
+            conn.execute("PRAGMA busy_timeout=0")
+            turn = 0
             while not self._stop.wait(self._every_s):
-                self._checkpoint(conn)
-            self._checkpoint(conn)  # the log as the loop left it, before the report reads it
+                turn += 1
+                self._checkpoint(conn, "TRUNCATE" if turn % TRUNCATE_EVERY == 0 else "PASSIVE")
+            self._checkpoint(conn, "PASSIVE")  # the log as the loop left it, before the report reads it
         finally:
             conn.close()
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+    def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> None:
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
             self.checkpoints += 1
         except sqlite3.Error:
             pass  # busy or locked: the next turn, or the restored autocheckpoint, does it
