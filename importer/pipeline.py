@@ -180,21 +180,39 @@ def execute(settings: Settings, opts: RunOptions) -> CommandResult:
     if opts.command == "validate" or opts.dry_run:
         # validate and dry runs keep their rows in a throw-away journal: same code path,
         # nothing left behind, and a dry run never marks a pairing in the real journal.
-        ensure_writable_dir(report_dir)
-        with _scratch_journal() as journal:
+        with _report_dir_for(report_dir), _scratch_journal() as journal:
             return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)
     # One run per journal: the lock is taken before the journal is read or written and before
     # any request, and held until the report is written (runlock.py). A refused run leaves
     # nothing behind, not even an empty report folder.
-    with journal_lock(
-        Path(settings.journal.path), command=command_line(opts), wait_s=settings.journal.wait_s
+    with (
+        journal_lock(Path(settings.journal.path), command=command_line(opts), wait_s=settings.journal.wait_s),
+        _report_dir_for(report_dir),
     ):
-        ensure_writable_dir(report_dir)
         journal = Journal.open(settings.journal.path)
         try:
             return _execute_with(settings, opts, loader, journal, defaults, report_dir, started, started_at)
         finally:
             journal.close()
+
+
+@contextlib.contextmanager
+def _report_dir_for(report_dir: Path) -> Iterator[None]:
+    """The report folder, made (and checked writable) before the first request; a command that
+    ends with an error before writing its report (a file with no header, exit 2) removes the
+    folders it made (`reports/<run-id>/`, and `reports/` if that is new too), so failed
+    attempts do not leave empty folders behind."""
+    made = [d for d in (report_dir, *report_dir.parents) if not d.exists()]  # deepest first
+    ensure_writable_dir(report_dir)
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: a report, or anything else, is kept
+                break
+        raise
 
 
 def command_line(opts: RunOptions) -> str:

@@ -139,6 +139,13 @@ def test_missing_required_columns_exits_2(tmp_path: Path, capsys: pytest.Capture
     err = error_message(capsys.readouterr().err)
     assert "importer: error: in.csv: missing required columns" in err
     assert "'Name', 'Notes'" in err
+    # No report was written, so the folder made for it is gone; one that was there stays.
+    assert not (tmp_path / "out").exists()
+    assert validate("in.csv", "--report-dir", "reports/run-1") == 2
+    assert not (tmp_path / "reports").exists()
+    (tmp_path / "mine").mkdir()
+    assert validate("in.csv", "--report-dir", "mine") == 2
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
