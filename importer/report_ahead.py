@@ -48,13 +48,17 @@ class ReportAhead:
         self._failed = False
 
     def start(self) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
         # They outlive this call: close() closes them, after write_reports has copied them.
         temporary = tempfile.TemporaryFile
-        results = self._files.enter_context(
-            temporary("w+", encoding=RESULTS_ENCODING, newline="", dir=self._dir)
-        )
-        spool = self._files.enter_context(temporary("w+", encoding="utf-8", dir=self._dir))
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            results = self._files.enter_context(
+                temporary("w+", encoding=RESULTS_ENCODING, newline="", dir=self._dir)
+            )
+            spool = self._files.enter_context(temporary("w+", encoding="utf-8", dir=self._dir))
+        except OSError as exc:  # the run goes on; the report at the end renders every row
+            log.warning("report.ahead_failed", error=f"{type(exc).__name__}: {exc}")
+            return
         self._rendering = Rendering(results, spool)
         self._thread = threading.Thread(target=self._run, name="importer-report-ahead", daemon=True)
         self._thread.start()

@@ -128,6 +128,21 @@ def test_a_thread_that_fails_leaves_the_report_to_one_pass(journal: Journal, tmp
     reports_alike(tmp_path / "ahead", tmp_path / "one")
 
 
+def test_no_place_for_the_temporary_files_leaves_the_report_to_one_pass(
+    journal: Journal, tmp_path: Path
+) -> None:
+    fill(journal)
+    journal.mark_intake_done(RUN)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    ahead = ReportAhead(journal.path, RUN, blocked / "report")
+    try:
+        ahead.start()  # no exception: the run goes on
+        assert ahead.take() is None
+    finally:
+        ahead.close()
+
+
 def test_an_imports_run_renders_ahead_and_its_report_is_the_rebuilt_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
