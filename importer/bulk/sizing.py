@@ -22,8 +22,8 @@ matters is that every slot is busy from the start and that the slots run dry tog
   after the server's last row, while nothing else runs. So the sharing holds back `last_wave_s`
   of work a slot, and every slot ends with an import of that size: on a 100,000-row run at 500
   rows a second, 10,000 rows are left to read back at the end instead of 60,000. It costs
-  each slot one more import change (tens of ms of server time); once the rows left are no more
-  than that last wave, they are shared as above.
+  each slot one more import change (0.04–0.26 s of server time in trials); once the rows left
+  are no more than that last wave, they are shared as above.
 
 `sizing: fixed` keeps the plain rule: full chunks of `chunk_size`, the last one partial.
 """
