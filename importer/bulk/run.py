@@ -266,9 +266,15 @@ class BulkRun(Supervised):
             [(r, Outcome(RowStatus.FAILED, None, r.customer_id, http_status, code, detail, 1)) for r in rows]
         )
 
-    def _readback_counts(self) -> None:
-        """Read-back requests: the list reader's and the exporter's own (not the pre-check's)."""
-        self.ctx.stats.readback_requests = self.lister.requests + self.exporter.requests_by[READBACK]
+    def _request_counts(self) -> None:
+        """The pre-check's and the read-back's request counts into the stats. Read-back requests
+        are the list reader's and the exporter's own (not the pre-check's exports)."""
+        stats = self.ctx.stats
+        stats.precheck_requests = self.wallets.requests
+        stats.email_exports = self.wallets.email_exports
+        stats.readback_requests = self.lister.requests + self.exporter.requests_by[READBACK]
+        stats.exports_created = self.exporter.exports_created
+        stats.export_links_expired = self.exporter.links_expired
 
     # -- sending --------------------------------------------------------------------------------
     async def launch(self, rows: list[ChunkRow], attempt: int) -> None:
@@ -455,9 +461,7 @@ class BulkRun(Supervised):
             self.fail_rows(rows, UNKNOWN, detail, exc.http_status)
             return
         finally:
-            self._readback_counts()
-            self.ctx.stats.exports_created = self.exporter.exports_created
-            self.ctx.stats.export_links_expired = self.exporter.links_expired
+            self._request_counts()
         result = reconcile(reference, rows, found, attributes, may_resend=may_resend)
         self.settle_rows(result.settled)
         self.ctx.stats.rows_reconciled += len(result.settled)
@@ -595,9 +599,7 @@ class BulkRun(Supervised):
             finally:
                 self.wallets.forget(p.customer_email for _, p in batch if p.customer_email)
             self.ctx.stats.precheck_s += time.monotonic() - started
-            self.ctx.stats.precheck_requests = self.wallets.requests
-            self.ctx.stats.email_exports = self.wallets.email_exports
-            self._readback_counts()
+            self._request_counts()
             self.ctx.stats.precheck = (
                 "wallet reads" if self.wallets.snapshot_records is None else "one export"
             )
@@ -789,11 +791,7 @@ class BulkRun(Supervised):
             await self.poll_gate.aclose()
             self.stamps.flush()
             self.ctx.stats.paused_s = self.gate.paused_s
-            self.ctx.stats.exports_created = self.exporter.exports_created
-            self.ctx.stats.export_links_expired = self.exporter.links_expired
-            self.ctx.stats.precheck_requests = self.wallets.requests
-            self.ctx.stats.email_exports = self.wallets.email_exports
-            self._readback_counts()
+            self._request_counts()
         log.info("imports.done", **self.snapshot())
         if self.crash is not None:
             raise self.crash
